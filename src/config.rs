@@ -1,0 +1,214 @@
+//! Settings: `config/default.toml` → `config/{HOIST_ENV}.toml` → `HOIST__…` environment.
+//!
+//! Every struct denies unknown fields so a mistyped key stops the server at start-up
+//! instead of being silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+const EMBEDDED_DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The profile these settings were loaded for (`development`, `test`, `production`).
+    #[serde(default)]
+    pub profile: String,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub store: StoreSettings,
+    pub uploads: UploadSettings,
+    pub idempotency: IdempotencySettings,
+    pub cache: CacheSettings,
+    pub janitor: JanitorSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Identity of this process in upload leases. Empty: the host name.
+    pub node_id: String,
+    pub keep_alive_secs: u64,
+    /// Time allowed to receive the request head.
+    pub client_request_timeout_ms: u64,
+    /// A PATCH body that sends nothing for this long is cut; what arrived is kept.
+    pub body_idle_timeout_secs: u64,
+    /// On SIGTERM/SIGINT, in-flight requests get this long before their bodies are cut.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or a SQLite path (`sqlite://path` or a plain path). Empty: `{data_dir}/hoist.db`.
+    pub url: String,
+    pub pool_size: u32,
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub kind: StoreKind,
+    pub disk: DiskStoreSettings,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Disk,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskStoreSettings {
+    /// Empty: `{data_dir}/uploads`.
+    pub path: String,
+    /// fsync every PATCH before acknowledging it. Turning this off trades durability on
+    /// power loss for throughput; a process crash still loses nothing acknowledged.
+    pub fsync: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadSettings {
+    /// `Tus-Max-Size`: the largest upload accepted, in bytes.
+    pub max_size: u64,
+    /// How long an unfinished upload lives after creation (`Upload-Expires`).
+    pub lifetime_secs: u64,
+    pub max_metadata_bytes: usize,
+    pub max_metadata_keys: usize,
+    pub max_concat_parts: usize,
+    /// How long a PATCH waits for another PATCH on the same upload before 423.
+    pub lock_wait_ms: u64,
+    /// An upload session with no request for this long stops and releases its lease.
+    pub session_idle_secs: u64,
+    pub lease_ttl_secs: u64,
+    /// Files accepted in one multipart/form-data POST.
+    pub max_form_files: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencySettings {
+    pub ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    pub capacity: u64,
+    pub ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JanitorSettings {
+    pub interval_secs: u64,
+    /// Terminated and expired uploads answer 410 for this long, then their rows go.
+    pub tombstone_retention_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 shared secret. Set it through `HOIST__AUTH__JWT_SECRET`, never in a committed file.
+    pub jwt_secret: String,
+    /// Path to a file holding the HS256 secret (Kubernetes/Vault secret mounts).
+    pub jwt_secret_file: String,
+    /// Required `iss`, if not empty.
+    pub issuer: String,
+    /// Required `aud`, if not empty.
+    pub audience: String,
+    pub leeway_secs: u64,
+    /// Only the development profile may generate a secret in the data directory.
+    pub generate_dev_secret: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `error`, `warn`, `info`, `debug`, `trace` or `off`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Term,
+}
+
+impl Settings {
+    /// Loads the built-in defaults, `{config_dir}/default.toml`, then `{config_dir}/{profile}.toml`, then the
+    /// `HOIST__SECTION__KEY` environment variables.
+    pub fn load(config_dir: &Path, profile: &str) -> anyhow::Result<Settings> {
+        // The defaults are compiled in, so the binary runs from any directory; a
+        // config/default.toml beside it may still override them.
+        let builder = config::Config::builder()
+            .add_source(config::File::from_str(EMBEDDED_DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from(config_dir.join("default.toml")).required(false))
+            .add_source(config::File::from(config_dir.join(format!("{profile}.toml"))).required(false))
+            .add_source(
+                config::Environment::with_prefix("HOIST")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        let mut settings: Settings = builder
+            .build()
+            .context("reading configuration")?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        settings.profile = profile.to_owned();
+        Ok(settings)
+    }
+
+    /// The profile named by `HOIST_ENV`; `development` when unset, so that a bare
+    /// `hoist serve` works on a fresh checkout.
+    pub fn profile_from_env() -> String {
+        std::env::var("HOIST_ENV").unwrap_or_else(|_| "development".to_owned())
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            self.server.data_dir.join("hoist.db").display().to_string()
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    pub fn disk_store_path(&self) -> PathBuf {
+        if self.store.disk.path.is_empty() {
+            self.server.data_dir.join("uploads")
+        } else {
+            PathBuf::from(&self.store.disk.path)
+        }
+    }
+
+    pub fn node_id(&self) -> String {
+        if !self.server.node_id.is_empty() {
+            return self.server.node_id.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "hoist".to_owned())
+    }
+
+    pub fn upload_lifetime(&self) -> Duration {
+        Duration::from_secs(self.uploads.lifetime_secs)
+    }
+}

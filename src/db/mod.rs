@@ -1,0 +1,88 @@
+//! Diesel over SQLite (embedded default) or PostgreSQL, chosen by the database URL.
+//! Every query runs on the blocking pool, never on an actix thread.
+
+mod connection;
+pub mod idempotency;
+pub mod models;
+pub mod schema;
+pub mod uploads;
+
+use std::time::Duration;
+
+pub use connection::{Backend, DbConnection};
+
+use diesel::r2d2::Pool;
+
+use connection::ConnectionManager;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The pool could not hand out a connection in time, or the server went away:
+    /// clients should retry (503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+}
+
+/// The connection pool; cheap to clone.
+#[derive(Clone)]
+pub struct Repo {
+    pool: Pool<ConnectionManager>,
+    backend: Backend,
+}
+
+impl Repo {
+    /// Opens the pool (connecting eagerly, so a wrong URL fails at start-up) and runs the
+    /// pending migrations of the matching backend.
+    pub fn connect(url: &str, pool_size: u32, connect_timeout: Duration) -> anyhow::Result<Repo> {
+        let manager = ConnectionManager::new(url)?;
+        let backend = manager.backend();
+        let pool = Pool::builder()
+            .max_size(pool_size)
+            .connection_timeout(connect_timeout)
+            .test_on_check_out(false)
+            .build(manager)?;
+        let repo = Repo { pool, backend };
+        let mut conn = repo.pool.get()?;
+        conn.run_migrations()?;
+        Ok(repo)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs `query` with a pooled connection on the blocking thread pool.
+    pub async fn run<T, F>(&self, query: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+            query(&mut conn).map_err(|err| classify(err))
+        })
+        .await
+        .map_err(|e| DbError::Unavailable(format!("database task: {e}")))?
+    }
+
+    /// Runs `query` synchronously (CLI commands, tests).
+    pub fn run_blocking<T>(&self, query: impl FnOnce(&mut DbConnection) -> Result<T, DbError>) -> Result<T, DbError> {
+        let mut conn = self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+        query(&mut conn).map_err(classify)
+    }
+}
+
+/// Connection-level failures are the database being unavailable, not a bad query.
+fn classify(err: DbError) -> DbError {
+    use diesel::result::Error as E;
+    match err {
+        DbError::Query(E::DatabaseError(diesel::result::DatabaseErrorKind::ClosedConnection, info)) => {
+            DbError::Unavailable(info.message().to_owned())
+        }
+        DbError::Query(E::BrokenTransactionManager) => DbError::Unavailable("broken transaction".into()),
+        other => other,
+    }
+}

@@ -1,0 +1,185 @@
+//! Queries on `uploads`. Progress only ever moves by compare-and-set on the offset and the
+//! lease's fencing token, so two processes can never both advance one upload.
+
+use chrono::{NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+use super::models::{UploadRow, UploadState};
+use super::schema::uploads::dsl as u;
+use super::{DbConnection, DbError};
+
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc()
+}
+
+pub fn insert(conn: &mut DbConnection, row: &UploadRow) -> Result<(), DbError> {
+    diesel::insert_into(u::uploads).values(row).execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<UploadRow>, DbError> {
+    Ok(u::uploads.find(id).select(UploadRow::as_select()).first(conn).optional()?)
+}
+
+pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> Result<Vec<UploadRow>, DbError> {
+    Ok(u::uploads.filter(u::id.eq_any(ids)).select(UploadRow::as_select()).load(conn)?)
+}
+
+pub enum LeaseOutcome {
+    Acquired(UploadRow),
+    HeldElsewhere,
+    NotFound,
+}
+
+/// Takes (or renews) the write lease on an upload for `node` until `until`, bumping the
+/// fencing token. Succeeds only if the lease is free, lapsed, or already this node's.
+pub fn acquire_lease(
+    conn: &mut DbConnection,
+    id: &str,
+    node: &str,
+    until: NaiveDateTime,
+) -> Result<LeaseOutcome, DbError> {
+    let now = now();
+    let updated = diesel::update(
+        u::uploads.filter(u::id.eq(id)).filter(
+            u::lease_owner
+                .is_null()
+                .or(u::lease_owner.eq(node))
+                .or(u::lease_expires_at.lt(now)),
+        ),
+    )
+    .set((u::lease_owner.eq(node), u::lease_expires_at.eq(until), u::lease_token.eq(u::lease_token + 1)))
+    .execute(conn)?;
+    match (updated, find(conn, id)?) {
+        (1, Some(row)) => Ok(LeaseOutcome::Acquired(row)),
+        (_, Some(_)) => Ok(LeaseOutcome::HeldElsewhere),
+        (_, None) => Ok(LeaseOutcome::NotFound),
+    }
+}
+
+/// Extends a held lease; false if it was lost (another node fenced us out).
+pub fn renew_lease(conn: &mut DbConnection, id: &str, token: i64, until: NaiveDateTime) -> Result<bool, DbError> {
+    let updated = diesel::update(u::uploads.filter(u::id.eq(id)).filter(u::lease_token.eq(token)))
+        .set(u::lease_expires_at.eq(until))
+        .execute(conn)?;
+    Ok(updated == 1)
+}
+
+pub fn release_lease(conn: &mut DbConnection, id: &str, token: i64) -> Result<(), DbError> {
+    diesel::update(u::uploads.filter(u::id.eq(id)).filter(u::lease_token.eq(token)))
+        .set((u::lease_owner.eq(None::<String>), u::lease_expires_at.eq(None::<NaiveDateTime>)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// What a successful write changes.
+pub struct Progress {
+    pub from_offset: u64,
+    pub to_offset: u64,
+    /// Set when a deferred length is declared by this request.
+    pub declare_length: Option<u64>,
+    pub complete: bool,
+    pub lease_until: NaiveDateTime,
+}
+
+/// Advances the offset by compare-and-set: the row must still be open, at `from_offset`,
+/// and leased under `token`. Returns the new row, or None if any of those changed.
+pub fn commit_progress(
+    conn: &mut DbConnection,
+    id: &str,
+    token: i64,
+    progress: &Progress,
+) -> Result<Option<UploadRow>, DbError> {
+    let now = now();
+    let (Ok(from), Ok(to)) = (i64::try_from(progress.from_offset), i64::try_from(progress.to_offset)) else {
+        return Ok(None);
+    };
+    let target = u::uploads
+        .filter(u::id.eq(id))
+        .filter(u::lease_token.eq(token))
+        .filter(u::upload_offset.eq(from))
+        .filter(u::state.eq(UploadState::Open.as_str()));
+    let state = if progress.complete { UploadState::Complete } else { UploadState::Open };
+    let completed_at = progress.complete.then_some(now);
+    let updated = match progress.declare_length.map(i64::try_from) {
+        Some(Ok(length)) => diesel::update(target.filter(u::upload_length.is_null()))
+            .set((
+                u::upload_offset.eq(to),
+                u::upload_length.eq(Some(length)),
+                u::state.eq(state.as_str()),
+                u::completed_at.eq(completed_at),
+                u::updated_at.eq(now),
+                u::lease_expires_at.eq(progress.lease_until),
+            ))
+            .execute(conn)?,
+        Some(Err(_)) => 0,
+        None => diesel::update(target)
+            .set((
+                u::upload_offset.eq(to),
+                u::state.eq(state.as_str()),
+                u::completed_at.eq(completed_at),
+                u::updated_at.eq(now),
+                u::lease_expires_at.eq(progress.lease_until),
+            ))
+            .execute(conn)?,
+    };
+    if updated == 1 {
+        find(conn, id)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Marks an upload terminated (a tombstone that answers 410). Returns the row as it was.
+pub fn terminate(conn: &mut DbConnection, id: &str) -> Result<Option<UploadRow>, DbError> {
+    conn.transaction(|conn| {
+        let Some(row) = find(conn, id)? else { return Ok(None) };
+        diesel::update(u::uploads.filter(u::id.eq(id)))
+            .set((
+                u::state.eq(UploadState::Terminated.as_str()),
+                u::updated_at.eq(now()),
+                u::lease_owner.eq(None::<String>),
+                u::lease_expires_at.eq(None::<NaiveDateTime>),
+            ))
+            .execute(conn)?;
+        Ok(Some(row))
+    })
+}
+
+/// Open uploads past their expiry whose lease is free or lapsed (oldest first).
+pub fn expired_unleased(conn: &mut DbConnection, limit: i64) -> Result<Vec<UploadRow>, DbError> {
+    let now = now();
+    Ok(u::uploads
+        .filter(u::state.eq(UploadState::Open.as_str()))
+        .filter(u::expires_at.lt(now))
+        .filter(u::lease_owner.is_null().or(u::lease_expires_at.lt(now)))
+        .order(u::expires_at.asc())
+        .limit(limit)
+        .select(UploadRow::as_select())
+        .load(conn)?)
+}
+
+/// Turns one expired open upload into an `expired` tombstone, unless it changed meanwhile.
+pub fn mark_expired(conn: &mut DbConnection, id: &str) -> Result<bool, DbError> {
+    let now = now();
+    let updated = diesel::update(
+        u::uploads
+            .filter(u::id.eq(id))
+            .filter(u::state.eq(UploadState::Open.as_str()))
+            .filter(u::expires_at.lt(now))
+            .filter(u::lease_owner.is_null().or(u::lease_expires_at.lt(now))),
+    )
+    .set((u::state.eq(UploadState::Expired.as_str()), u::updated_at.eq(now)))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Deletes tombstones older than `before`.
+pub fn purge_tombstones(conn: &mut DbConnection, before: NaiveDateTime) -> Result<usize, DbError> {
+    Ok(diesel::delete(
+        u::uploads
+            .filter(u::state.eq_any([UploadState::Terminated.as_str(), UploadState::Expired.as_str()]))
+            .filter(u::updated_at.lt(before)),
+    )
+    .execute(conn)?)
+}

@@ -1,0 +1,54 @@
+//! Streams a request body into the upload's session.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use crate::db::models::UploadRow;
+use crate::domain::UploadId;
+use crate::error::ApiError;
+use crate::session::AppendSpec;
+use crate::state::AppState;
+use crate::store::{BodyEvent, BodySender};
+
+/// Hands the body to the session once it has the upload's lock, and waits for the
+/// commit. If this future is dropped (the client went away, the server is shutting
+/// down) the pipe closes without `End` and the session keeps what arrived.
+pub async fn append_body<S, E>(state: &AppState, id: &UploadId, spec: AppendSpec, payload: S) -> Result<UploadRow, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let submitted = state.sessions.append(id, spec).await?;
+    let done = submitted.done;
+    let Some(tx) = submitted.body else {
+        return Err(ApiError::Internal("append started without a body pipe".into()));
+    };
+    let idle = Duration::from_secs(state.settings.server.body_idle_timeout_secs.max(1));
+    let pump = pump(payload, tx, idle);
+    tokio::pin!(done);
+    tokio::pin!(pump);
+    let result = tokio::select! {
+        result = &mut done => result,
+        () = &mut pump => done.await,
+    };
+    result.map_err(|_| ApiError::Unavailable("upload session stopped".into()))?
+}
+
+async fn pump<S, E>(mut payload: S, tx: BodySender, idle: Duration)
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    loop {
+        let event = match tokio::time::timeout(idle, payload.next()).await {
+            Ok(Some(Ok(chunk))) => BodyEvent::Data(chunk),
+            Ok(None) => BodyEvent::End,
+            // A broken connection or a stalled body: the writer keeps what it has.
+            Ok(Some(Err(_))) | Err(_) => BodyEvent::Failed,
+        };
+        let last = !matches!(event, BodyEvent::Data(_));
+        if tx.send(event).await.is_err() || last {
+            return;
+        }
+    }
+}

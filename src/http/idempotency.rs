@@ -1,0 +1,120 @@
+//! `Idempotency-Key` (draft-ietf-httpapi-idempotency-key-header): the first response to a
+//! key is stored and replayed to retries of the same request; a different request with the
+//! key gets 422, a retry while the first still runs gets 409. Keys are per caller.
+
+use std::future::Future;
+
+use actix_web::{HttpRequest, HttpResponse};
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Caller;
+use crate::db::idempotency::{self, Begin};
+use crate::db::models::StoredResponse;
+use crate::error::ApiError;
+use crate::http::headers;
+use crate::state::AppState;
+
+/// Headers that make two requests "the same request" for replay purposes.
+const FINGERPRINT_HEADERS: &[&str] = &[
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Defer-Length",
+    "Upload-Metadata",
+    "Upload-Concat",
+    "Upload-Checksum",
+    "Content-Length",
+];
+
+fn parse_key(raw: &str) -> Result<String, ApiError> {
+    // An sf-string is quoted; many clients send the bare token.
+    let key = raw.strip_prefix('"').and_then(|k| k.strip_suffix('"')).unwrap_or(raw);
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key is 1 to 255 visible ASCII characters"));
+    }
+    Ok(key.to_owned())
+}
+
+fn fingerprint(req: &HttpRequest) -> String {
+    let mut hash = Sha256::new();
+    hash.update(req.method().as_str());
+    hash.update([0]);
+    hash.update(req.path());
+    for name in FINGERPRINT_HEADERS {
+        hash.update([0]);
+        if let Some(value) = req.headers().get(*name) {
+            hash.update(value.as_bytes());
+        }
+    }
+    format!("{:x}", hash.finalize())
+}
+
+/// Releases an unfinished key if the request is dropped midway, so a retry can run.
+struct KeyGuard {
+    state: Option<(crate::db::Repo, String, String)>,
+}
+
+impl Drop for KeyGuard {
+    fn drop(&mut self) {
+        if let Some((repo, scope, key)) = self.state.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn_blocking(move || repo.run_blocking(|conn| idempotency::abandon(conn, &scope, &key)));
+            }
+        }
+    }
+}
+
+pub async fn idempotent<F, Fut>(state: &AppState, req: &HttpRequest, caller: &Caller, run: F) -> HttpResponse
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<StoredResponse, ApiError>>,
+{
+    let raw_key = match headers::optional(req, "Idempotency-Key") {
+        Ok(raw) => raw,
+        Err(err) => return err.to_stored().into_response(),
+    };
+    let Some(raw_key) = raw_key else {
+        return run().await.unwrap_or_else(|err| err.to_stored()).into_response();
+    };
+    let key = match parse_key(raw_key) {
+        Ok(key) => key,
+        Err(err) => return err.to_stored().into_response(),
+    };
+    let scope = caller.subject.clone();
+    let print = fingerprint(req);
+    let ttl = chrono::Duration::seconds(i64::try_from(state.settings.idempotency.ttl_secs).unwrap_or(86400));
+    let expires_at = (Utc::now() + ttl).naive_utc();
+    let (s, k) = (scope.clone(), key.clone());
+    let begun = state.repo.run(move |conn| idempotency::begin(conn, &s, &k, &print, expires_at)).await;
+    match begun {
+        Err(err) => return ApiError::from(err).to_stored().into_response(),
+        Ok(Begin::Replay(stored)) => {
+            let mut response = stored.into_response();
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
+                actix_web::http::header::HeaderValue::from_static("true"),
+            );
+            return response;
+        }
+        Ok(Begin::InFlight) => return ApiError::IdempotencyInFlight.to_stored().into_response(),
+        Ok(Begin::FingerprintMismatch) => return ApiError::IdempotencyKeyReused.to_stored().into_response(),
+        Ok(Begin::Started) => {}
+    }
+    let mut guard = KeyGuard { state: Some((state.repo.clone(), scope.clone(), key.clone())) };
+    let outcome = run().await;
+    let stored = match &outcome {
+        Ok(stored) => Some(stored.clone()),
+        // A transient failure is not an answer: free the key so the retry runs.
+        Err(err) if err.is_transient() => None,
+        Err(err) => Some(err.to_stored()),
+    };
+    if let Some(stored) = stored {
+        guard.state = None;
+        let (s, k) = (scope, key);
+        if let Err(err) = state.repo.run(move |conn| idempotency::finish(conn, &s, &k, &stored)).await {
+            slog::warn!(state.log, "could not store idempotent response"; "error" => %err);
+        }
+    }
+    drop(guard);
+    outcome.unwrap_or_else(|err| err.to_stored()).into_response()
+}

@@ -1,0 +1,10 @@
+//! Thin handlers: parse headers into domain types, authorize, hand work to sessions.
+
+mod body;
+mod download;
+mod form;
+mod headers;
+mod health;
+mod idempotency;
+pub mod routes;
+pub mod tus;

@@ -1,0 +1,61 @@
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::{web, HttpResponse};
+
+use super::{download, form, health, tus};
+use crate::error::ApiError;
+
+/// Mounts every surface. `/files` is tus; `/uploads` is one-shot multipart.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let options = || web::method(Method::OPTIONS).to(tus::options);
+    cfg.service(
+        web::scope(tus::FILES_PATH)
+            .wrap(DefaultHeaders::new().add(("Tus-Resumable", tus::TUS_VERSION)))
+            .route("", options())
+            .route("/", options())
+            .route("", web::post().to(tus::create))
+            .route("/", web::post().to(tus::create))
+            .route("/{id}", options())
+            .route("/{id}", web::head().to(tus::head))
+            .route("/{id}", web::patch().to(tus::patch))
+            .route("/{id}", web::delete().to(tus::terminate))
+            .route("/{id}", web::get().to(download::download))
+            .default_service(web::to(not_found)),
+    )
+    .route("/uploads", web::post().to(form::upload_form))
+    .route("/health/live", web::get().to(health::live))
+    .route("/health/ready", web::get().to(health::ready))
+    .default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NoRoute)
+}
+
+/// `X-HTTP-Method-Override`: clients behind proxies that only pass GET/POST send PATCH
+/// and DELETE as POST with this header. It is applied before routing.
+pub async fn method_override(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    if req.method() == Method::POST {
+        let wanted = req
+            .headers()
+            .get("X-HTTP-Method-Override")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| match v.trim().to_ascii_uppercase().as_str() {
+                "PATCH" => Some(Method::PATCH),
+                "DELETE" => Some(Method::DELETE),
+                "HEAD" => Some(Method::HEAD),
+                "GET" => Some(Method::GET),
+                "OPTIONS" => Some(Method::OPTIONS),
+                _ => None,
+            });
+        if let Some(method) = wanted {
+            req.head_mut().method = method;
+        }
+    }
+    next.call(req).await
+}

@@ -1,0 +1,63 @@
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::{ensure_live, expires_header, require_tus, FILES_PATH};
+use crate::auth::Caller;
+use crate::db::models::UploadRow;
+use crate::domain::UploadId;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub async fn head(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_tus(&req)?;
+    let id = UploadId::parse(&path)?;
+    let row = state.load_upload(&id).await?;
+    caller.check_owner(&row)?;
+    ensure_live(&row)?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header(("Cache-Control", "no-store"));
+    response.insert_header(("Upload-Offset", row.offset().to_string()));
+    match row.length() {
+        Some(length) => response.insert_header(("Upload-Length", length.to_string())),
+        None => response.insert_header(("Upload-Defer-Length", "1")),
+    };
+    if !row.metadata.is_empty() {
+        response.insert_header(("Upload-Metadata", row.metadata.clone()));
+    }
+    if let Some(concat) = concat_header(&row) {
+        response.insert_header(("Upload-Concat", concat));
+    }
+    if let Some(expires) = expires_header(&row) {
+        response.insert_header(expires);
+    }
+    Ok(response.finish())
+}
+
+fn concat_header(row: &UploadRow) -> Option<String> {
+    if row.is_partial_concat() {
+        return Some("partial".to_owned());
+    }
+    let parts = row.concat_parts.as_deref().filter(|_| row.is_final_concat())?;
+    let urls: Vec<String> = parts.split(' ').map(|id| format!("{FILES_PATH}/{id}")).collect();
+    Some(format!("final;{}", urls.join(" ")))
+}
+
+/// tus termination: the bytes go, the row stays as a tombstone answering 410.
+pub async fn terminate(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_tus(&req)?;
+    let id = UploadId::parse(&path)?;
+    let row = state.load_upload(&id).await?;
+    caller.check_owner(&row)?;
+    ensure_live(&row)?;
+    state.sessions.terminate(&id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,16 @@
+//! Hoist: a resumable upload server (tus 1.0 and more), one actor per active upload,
+//! state in Diesel over SQLite or PostgreSQL, bytes on disk.
+
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod listener;
+pub mod session;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

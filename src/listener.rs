@@ -1,0 +1,136 @@
+//! The HTTP/1.1 listener owns its connections (DESIGN.md section 5): each accepted stream
+//! is wrapped in `InterimIo`, which writes queued interim (1xx) response bytes ahead of the
+//! dispatcher's own output. actix-http itself can send no 1xx but `100 Continue`; handlers
+//! reach the queue through `req.conn_data::<InterimSender>()` (installed by
+//! `on_connect_ext`), which is where `104 Upload Resumption Supported` will be sent from.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Queues interim response bytes for one connection.
+#[derive(Clone, Default)]
+pub struct InterimSender {
+    pending: Rc<RefCell<BytesMut>>,
+}
+
+impl InterimSender {
+    /// Queues a complete interim response (status line, headers, blank line). It goes out
+    /// before any later byte of the final response.
+    pub fn send(&self, head: &[u8]) {
+        self.pending.borrow_mut().extend_from_slice(head);
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.pending.borrow().is_empty()
+    }
+}
+
+pub struct InterimIo<T> {
+    inner: T,
+    interim: InterimSender,
+}
+
+impl<T> InterimIo<T> {
+    pub fn new(inner: T) -> Self {
+        InterimIo { inner, interim: InterimSender::default() }
+    }
+
+    pub fn interim(&self) -> InterimSender {
+        self.interim.clone()
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: AsyncWrite + Unpin> InterimIo<T> {
+    /// Writes queued interim bytes; Ready(Ok) once none are left.
+    fn poll_flush_interim(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.interim.has_pending() {
+            let mut pending = self.interim.pending.borrow_mut();
+            match Pin::new(&mut self.inner).poll_write(cx, &pending) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => pending.advance(n),
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for InterimIo<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        // While a request body streams in, the dispatcher reads but does not write: send
+        // interim responses from here too, so they are not held until the final response.
+        if let Poll::Ready(Err(err)) = this.poll_flush_interim(cx) {
+            return Poll::Ready(Err(err));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for InterimIo<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match this.poll_flush_interim(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_write(cx, buf),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.poll_flush_interim(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn interim_bytes_precede_the_final_response() {
+        let (client, server) = tokio::io::duplex(1024);
+        let mut wrapped = InterimIo::new(server);
+        let interim = wrapped.interim();
+        interim.send(b"HTTP/1.1 104 Upload Resumption Supported\r\n\r\n");
+        wrapped.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+        wrapped.flush().await.unwrap();
+        drop(wrapped);
+        let mut seen = String::new();
+        let mut client = client;
+        client.read_to_string(&mut seen).await.unwrap();
+        assert_eq!(seen, "HTTP/1.1 104 Upload Resumption Supported\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn interim_bytes_go_out_while_the_body_is_being_read() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut wrapped = InterimIo::new(server);
+        wrapped.interim().send(b"HTTP/1.1 104 Upload Resumption Supported\r\n\r\n");
+        client.write_all(b"body").await.unwrap();
+        let mut buf = [0u8; 4];
+        wrapped.read_exact(&mut buf).await.unwrap();
+        let mut seen = vec![0u8; 45];
+        client.read_exact(&mut seen).await.unwrap();
+        assert!(seen.starts_with(b"HTTP/1.1 104"));
+    }
+}

@@ -1,0 +1,105 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use hoist::auth::{parse_ttl, JwtKeys, Role};
+use hoist::cache::UploadCache;
+use hoist::config::Settings;
+use hoist::session::sweep_once;
+use hoist::startup::{open_backends, Application};
+use hoist::telemetry::build_logger;
+
+#[derive(Parser)]
+#[command(name = "hoist", version, about = "Resumable upload server")]
+struct Cli {
+    /// Directory holding default.toml and {HOIST_ENV}.toml.
+    #[arg(long, global = true, env = "HOIST_CONFIG_DIR", default_value = "config")]
+    config_dir: PathBuf,
+    /// Overrides server.data_dir (SQLite database, disk store, development secret).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (runs migrations first).
+    Serve {
+        /// Overrides server.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Mint a bearer token the server with the same configuration accepts.
+    Token {
+        #[arg(long)]
+        sub: String,
+        #[arg(long, value_enum, default_value = "uploader")]
+        role: Role,
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// Expire overdue uploads and purge old records.
+    Janitor {
+        /// One sweep, then exit (the server also sweeps periodically).
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let mut settings = Settings::load(&cli.config_dir, &Settings::profile_from_env())?;
+    if let Some(dir) = &cli.data_dir {
+        settings.server.data_dir = dir.clone();
+    }
+    Ok(settings)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut settings = load_settings(&cli)?;
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                settings.server.listen = listen;
+            }
+            let log = build_logger(&settings.log)?;
+            actix_rt::System::new().block_on(async move {
+                let app = Application::build(settings, log).await?;
+                app.run_until_stopped().await
+            })
+        }
+        Command::Migrate => actix_rt::System::new().block_on(async move {
+            open_backends(&settings).await?;
+            println!("migrations applied");
+            Ok(())
+        }),
+        Command::Token { sub, role, ttl } => {
+            let (keys, _) = JwtKeys::from_settings(&settings)?;
+            let token = keys.mint(&sub, role, parse_ttl(&ttl)?)?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Janitor { once } => actix_rt::System::new().block_on(async move {
+            let (repo, store) = open_backends(&settings).await?;
+            let cache = UploadCache::new(1, Duration::from_secs(1));
+            let retention = Duration::from_secs(settings.janitor.tombstone_retention_secs);
+            loop {
+                let report = sweep_once(&repo, &store, &cache, retention).await.context("janitor sweep")?;
+                println!(
+                    "expired {} uploads, purged {} tombstones and {} idempotency keys",
+                    report.expired, report.tombstones_purged, report.idempotency_keys_purged
+                );
+                if once {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_secs(settings.janitor.interval_secs.max(1))).await;
+            }
+        }),
+    }
+}

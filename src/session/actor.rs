@@ -1,0 +1,122 @@
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::append::{run_append, Lease};
+use super::job::{Job, JobKind};
+use super::registry::SessionDeps;
+use crate::db::models::UploadRow;
+use crate::db::uploads;
+use crate::domain::UploadId;
+use crate::error::ApiError;
+
+/// Owns one upload while it is active: runs its jobs one at a time, holds its lease, keeps
+/// the cache entry current, and stops when idle. Its state can always be rebuilt from the
+/// database, so losing the actor loses nothing.
+pub struct UploadSession {
+    id: UploadId,
+    deps: Arc<SessionDeps>,
+    queue: VecDeque<Job>,
+    busy: bool,
+    lease: Option<Lease>,
+    last_active: Instant,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Submit(pub Job);
+
+impl UploadSession {
+    pub fn new(id: UploadId, deps: Arc<SessionDeps>) -> Self {
+        UploadSession { id, deps, queue: VecDeque::new(), busy: false, lease: None, last_active: Instant::now() }
+    }
+
+    fn start_next(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        while let Some(job) = self.queue.pop_front() {
+            if job.abandoned() {
+                continue;
+            }
+            let Job { kind, started, done } = job;
+            if started.send(()).is_err() {
+                continue;
+            }
+            self.busy = true;
+            self.deps.in_flight.begin();
+            let deps = self.deps.clone();
+            let id = self.id.clone();
+            let lease = self.lease.take();
+            let work = async move {
+                match kind {
+                    JobKind::Append(request) => run_append(&deps, &id, lease, request).await,
+                    JobKind::Terminate => (None, terminate(&deps, &id, lease).await),
+                }
+            };
+            ctx.spawn(work.into_actor(self).map(move |(lease, result), act, ctx| {
+                act.lease = lease;
+                act.busy = false;
+                act.last_active = Instant::now();
+                act.deps.in_flight.end();
+                let _ = done.send(result);
+                act.start_next(ctx);
+            }));
+            return;
+        }
+    }
+
+    fn stop_if_idle(&mut self, ctx: &mut Context<Self>) {
+        let idle = Duration::from_secs(self.deps.settings.uploads.session_idle_secs);
+        if self.busy || !self.queue.is_empty() || self.last_active.elapsed() < idle {
+            return;
+        }
+        self.deps.registry_remove(&self.id, &ctx.address());
+        ctx.stop();
+    }
+}
+
+async fn terminate(deps: &SessionDeps, id: &UploadId, lease: Option<Lease>) -> Result<UploadRow, ApiError> {
+    let _ = lease; // terminating ends the lease with the upload
+    let key = id.to_string();
+    let row = deps.repo.run(move |conn| uploads::terminate(conn, &key)).await?.ok_or(ApiError::NotFound)?;
+    deps.cache.invalidate(id.as_str());
+    deps.store.delete(&row.store_key).await?;
+    Ok(row)
+}
+
+impl Actor for UploadSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Requests queue here rather than being refused while another one writes.
+        ctx.set_mailbox_capacity(1024);
+        let idle = Duration::from_secs(self.deps.settings.uploads.session_idle_secs.max(1));
+        ctx.run_interval(idle / 2, |act, ctx| act.stop_if_idle(ctx));
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.deps.registry_remove(&self.id, &ctx.address());
+        // Only the lease holder may cache an open upload; it is giving the lease up.
+        self.deps.cache.invalidate(self.id.as_str());
+        if let Some(lease) = self.lease.take() {
+            let repo = self.deps.repo.clone();
+            let id = self.id.to_string();
+            actix::spawn(async move {
+                let _ = repo.run(move |conn| uploads::release_lease(conn, &id, lease.token)).await;
+            });
+        }
+    }
+}
+
+impl Handler<Submit> for UploadSession {
+    type Result = ();
+
+    fn handle(&mut self, Submit(job): Submit, ctx: &mut Self::Context) {
+        self.last_active = Instant::now();
+        self.queue.push_back(job);
+        self.start_next(ctx);
+    }
+}

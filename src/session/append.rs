@@ -1,0 +1,203 @@
+//! One PATCH (or the data of a creation-with-upload POST), run by the upload's session.
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, Utc};
+
+use super::registry::SessionDeps;
+use crate::db::models::{UploadRow, UploadState};
+use crate::db::uploads::{self, LeaseOutcome, Progress};
+use crate::domain::{Checksum, UploadId};
+use crate::error::ApiError;
+use crate::store::{BodyEnd, BodyReceiver};
+
+/// The lease this node holds on an upload, with its fencing token.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub token: i64,
+    pub until: NaiveDateTime,
+}
+
+/// What a PATCH asks for, parsed from its headers.
+#[derive(Debug, Clone)]
+pub struct AppendSpec {
+    pub expected_offset: u64,
+    /// `Upload-Length` sent on a PATCH to a deferred-length upload.
+    pub declare_length: Option<u64>,
+    pub checksum: Option<Checksum>,
+    pub content_length: Option<u64>,
+}
+
+pub struct AppendRequest {
+    pub spec: AppendSpec,
+    pub body: BodyReceiver,
+}
+
+fn lease_deadline(deps: &SessionDeps) -> NaiveDateTime {
+    let ttl = chrono::Duration::seconds(i64::try_from(deps.settings.uploads.lease_ttl_secs).unwrap_or(60));
+    (Utc::now() + ttl).naive_utc()
+}
+
+/// Takes the lease if this session does not hold a fresh one, returning the current row.
+async fn ensure_lease(deps: &SessionDeps, id: &UploadId, lease: Option<Lease>) -> Result<(Lease, UploadRow), ApiError> {
+    let ttl_half = chrono::Duration::seconds(i64::try_from(deps.settings.uploads.lease_ttl_secs / 2).unwrap_or(30));
+    if let Some(lease) = lease {
+        if lease.until - ttl_half > Utc::now().naive_utc() {
+            if let Some(row) = deps.cache.get(id.as_str()).filter(|row| row.lease_token == lease.token) {
+                return Ok((lease, (*row).clone()));
+            }
+        }
+    }
+    let until = lease_deadline(deps);
+    let node = deps.node_id.clone();
+    let key = id.to_string();
+    match deps.repo.run(move |conn| uploads::acquire_lease(conn, &key, &node, until)).await? {
+        LeaseOutcome::Acquired(row) => {
+            let lease = Lease { token: row.lease_token, until };
+            deps.cache.put_from_session(row.clone());
+            Ok((lease, row))
+        }
+        LeaseOutcome::HeldElsewhere => Err(ApiError::Locked),
+        LeaseOutcome::NotFound => Err(ApiError::NotFound),
+    }
+}
+
+/// Checks the request against the row; returns (length once known, bytes allowed).
+fn admit(deps: &SessionDeps, row: &UploadRow, request: &AppendSpec) -> Result<(Option<u64>, u64), ApiError> {
+    if row.is_final_concat() {
+        return Err(ApiError::PatchOnFinal);
+    }
+    match row.state() {
+        UploadState::Terminated => return Err(ApiError::Terminated),
+        UploadState::Expired => return Err(ApiError::Expired),
+        _ if row.is_expired_at(Utc::now()) => return Err(ApiError::Expired),
+        _ => {}
+    }
+    let offset = row.offset();
+    if request.expected_offset != offset {
+        return Err(ApiError::OffsetMismatch { current: offset, requested: request.expected_offset });
+    }
+    let max_size = deps.settings.uploads.max_size;
+    let length = match (row.length(), request.declare_length) {
+        (Some(existing), Some(declared)) if existing != declared => {
+            return Err(ApiError::bad_request("upload_length_immutable", "Upload-Length is already set"))
+        }
+        (Some(existing), _) => Some(existing),
+        (None, Some(declared)) if declared < offset => {
+            return Err(ApiError::bad_request("upload_length_below_offset", "Upload-Length is below the offset"))
+        }
+        (None, Some(declared)) if declared > max_size => {
+            return Err(ApiError::TooLarge { code: "upload_too_large", message: format!("Tus-Max-Size is {max_size}") })
+        }
+        (None, declared) => declared,
+    };
+    let allowed = length.unwrap_or(max_size).saturating_sub(offset);
+    if request.content_length.is_some_and(|len| len > allowed) {
+        return Err(too_large(allowed));
+    }
+    Ok((length, allowed))
+}
+
+fn too_large(allowed: u64) -> ApiError {
+    ApiError::TooLarge {
+        code: "exceeds_upload_length",
+        message: format!("the body is longer than the {allowed} bytes this upload still takes"),
+    }
+}
+
+/// Returns the lease to keep (None if lost) and the outcome.
+pub async fn run_append(
+    deps: &SessionDeps,
+    id: &UploadId,
+    lease: Option<Lease>,
+    mut request: AppendRequest,
+) -> (Option<Lease>, Result<UploadRow, ApiError>) {
+    let (lease, row) = match ensure_lease(deps, id, lease).await {
+        Ok(found) => found,
+        Err(err) => return (None, Err(err)),
+    };
+    let (length, allowed) = match admit(deps, &row, &request.spec) {
+        Ok(admitted) => admitted,
+        Err(err) => return (Some(lease), Err(err)),
+    };
+    let offset = row.offset();
+    let hasher = request.spec.checksum.as_ref().map(|c| c.algorithm.hasher());
+
+    // Keep the lease alive while a long body streams in.
+    let renew_every = Duration::from_secs((deps.settings.uploads.lease_ttl_secs / 3).max(1));
+    let renew = async {
+        loop {
+            tokio::time::sleep(renew_every).await;
+            let (key, until) = (id.to_string(), lease_deadline(deps));
+            let _ = deps.repo.run(move |conn| uploads::renew_lease(conn, &key, lease.token, until)).await;
+        }
+    };
+    let append = deps.store.append(&row.store_key, offset, &mut request.body, allowed, hasher);
+    let outcome = tokio::select! {
+        outcome = append => outcome,
+        () = renew => unreachable!("the renewal loop never ends"),
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(err) => return (Some(lease), Err(err.into())),
+    };
+
+    if outcome.end == BodyEnd::TooLarge {
+        return (Some(lease), Err(too_large(allowed)));
+    }
+    if let Some(expected) = &request.spec.checksum {
+        let verdict = if outcome.end == BodyEnd::Interrupted {
+            Some(ApiError::bad_request("body_incomplete", "the body ended early; a checksummed chunk is kept whole or not at all"))
+        } else if outcome.digest.as_deref() != Some(expected.digest.as_slice()) {
+            Some(ApiError::ChecksumMismatch)
+        } else {
+            None
+        };
+        if let Some(err) = verdict {
+            if let Err(store_err) = deps.store.truncate(&row.store_key, offset).await {
+                return (Some(lease), Err(store_err.into()));
+            }
+            return (Some(lease), Err(err));
+        }
+    }
+
+    let to_offset = offset + outcome.written;
+    let complete = length.is_some_and(|l| l == to_offset);
+    let declares = row.length().is_none() && length.is_some();
+    if outcome.written == 0 && !declares && !(complete && row.state() == UploadState::Open) {
+        return (Some(lease), Ok(row));
+    }
+    let until = lease_deadline(deps);
+    let progress = Progress {
+        from_offset: offset,
+        to_offset,
+        declare_length: if declares { length } else { None },
+        complete,
+        lease_until: until,
+    };
+    let key = id.to_string();
+    let committed = deps.repo.run(move |conn| uploads::commit_progress(conn, &key, lease.token, &progress)).await;
+    match committed {
+        Ok(Some(row)) => {
+            deps.cache.put_from_session(row.clone());
+            (Some(Lease { token: lease.token, until }), Ok(row))
+        }
+        Ok(None) => {
+            // Fenced out, terminated or expired meanwhile: nothing was acknowledged.
+            deps.cache.invalidate(id.as_str());
+            let key = id.to_string();
+            let current = deps.repo.run(move |conn| uploads::find(conn, &key)).await;
+            let err = match current {
+                Ok(Some(row)) if row.state() == UploadState::Open => {
+                    ApiError::OffsetMismatch { current: row.offset(), requested: offset }
+                }
+                Ok(Some(row)) if row.state() == UploadState::Expired => ApiError::Expired,
+                Ok(Some(_)) | Ok(None) => ApiError::Terminated,
+                Err(err) => err.into(),
+            };
+            (None, Err(err))
+        }
+        // The bytes are on disk but not acknowledged; the next append truncates them.
+        Err(err) => (Some(lease), Err(err.into())),
+    }
+}

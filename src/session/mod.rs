@@ -1,0 +1,11 @@
+//! One `UploadSession` actor per active upload: the only writer of that upload.
+
+mod actor;
+mod append;
+mod janitor;
+mod job;
+mod registry;
+
+pub use append::AppendSpec;
+pub use janitor::{run_janitor_loop, sweep_once, SweepReport};
+pub use registry::{SessionDeps, SessionRegistry, Submitted};

@@ -1,0 +1,174 @@
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::{oneshot, Notify};
+
+use super::actor::{Submit, UploadSession};
+use super::append::{AppendRequest, AppendSpec};
+use super::job::{Job, JobKind};
+use crate::cache::UploadCache;
+use crate::config::Settings;
+use crate::db::models::UploadRow;
+use crate::db::Repo;
+use crate::domain::UploadId;
+use crate::error::ApiError;
+use crate::store::{body_channel, BodySender, Store};
+
+/// What every session needs; shared by all of them.
+pub struct SessionDeps {
+    pub settings: Arc<Settings>,
+    pub repo: Repo,
+    pub store: Arc<Store>,
+    pub cache: UploadCache,
+    pub node_id: String,
+    pub in_flight: InFlight,
+    sessions: Mutex<HashMap<UploadId, Addr<UploadSession>>>,
+}
+
+impl SessionDeps {
+    pub(super) fn registry_remove(&self, id: &UploadId, addr: &Addr<UploadSession>) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            if sessions.get(id) == Some(addr) {
+                sessions.remove(id);
+            }
+        }
+    }
+}
+
+/// Jobs running now, so shutdown can wait for their commits.
+#[derive(Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    pub fn begin(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn end(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    pub fn current(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+/// A job the session has started; `done` resolves with its result.
+pub struct Submitted {
+    pub done: oneshot::Receiver<Result<UploadRow, ApiError>>,
+    /// Where the request body goes (appends only).
+    pub body: Option<BodySender>,
+}
+
+/// Chunks that may wait between the request and the writer: bounded memory per upload.
+const BODY_PIPE_DEPTH: usize = 16;
+
+/// Finds or starts the session of an upload. Sessions run on their own arbiter, so that
+/// shutting the HTTP workers down (cutting bodies) leaves them free to commit what arrived.
+#[derive(Clone)]
+pub struct SessionRegistry {
+    deps: Arc<SessionDeps>,
+    arbiter: ArbiterHandle,
+}
+
+impl SessionRegistry {
+    pub fn new(
+        settings: Arc<Settings>,
+        repo: Repo,
+        store: Arc<Store>,
+        cache: UploadCache,
+        arbiter: ArbiterHandle,
+    ) -> Self {
+        let node_id = settings.node_id();
+        let deps = Arc::new(SessionDeps {
+            settings,
+            repo,
+            store,
+            cache,
+            node_id,
+            in_flight: InFlight::default(),
+            sessions: Mutex::new(HashMap::new()),
+        });
+        SessionRegistry { deps, arbiter }
+    }
+
+    pub fn live_sessions(&self) -> usize {
+        self.deps.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    fn address(&self, id: &UploadId) -> Result<Addr<UploadSession>, ApiError> {
+        let mut sessions = self.deps.sessions.lock().map_err(|_| ApiError::Internal("session registry poisoned".into()))?;
+        if let Some(addr) = sessions.get(id).filter(|addr| addr.connected()) {
+            return Ok(addr.clone());
+        }
+        let (deps, session_id) = (self.deps.clone(), id.clone());
+        let addr = UploadSession::start_in_arbiter(&self.arbiter, move |_| UploadSession::new(session_id, deps));
+        sessions.insert(id.clone(), addr.clone());
+        Ok(addr)
+    }
+
+    /// Queues an append; returns once the session has started it (the caller may then
+    /// stream the body), or 423 if another request keeps the upload busy past the wait.
+    pub async fn append(&self, id: &UploadId, spec: AppendSpec) -> Result<Submitted, ApiError> {
+        self.submit(id, || {
+            let (tx, rx) = body_channel(BODY_PIPE_DEPTH);
+            (JobKind::Append(AppendRequest { spec: spec.clone(), body: rx }), Some(tx))
+        })
+        .await
+    }
+
+    pub async fn terminate(&self, id: &UploadId) -> Result<UploadRow, ApiError> {
+        let submitted = self.submit(id, || (JobKind::Terminate, None)).await?;
+        submitted.done.await.map_err(|_| ApiError::Unavailable("upload session stopped".into()))?
+    }
+
+    async fn submit(
+        &self,
+        id: &UploadId,
+        make: impl Fn() -> (JobKind, Option<BodySender>),
+    ) -> Result<Submitted, ApiError> {
+        let wait = Duration::from_millis(self.deps.settings.uploads.lock_wait_ms);
+        // A session that stopped between lookup and delivery drops the job unstarted;
+        // nothing was consumed yet, so start a fresh session and send it again.
+        for _ in 0..3 {
+            let addr = self.address(id)?;
+            let (started_tx, started_rx) = oneshot::channel();
+            let (done_tx, done_rx) = oneshot::channel();
+            let (kind, body) = make();
+            addr.do_send(Submit(Job { kind, started: started_tx, done: done_tx }));
+            match tokio::time::timeout(wait, started_rx).await {
+                Err(_) => return Err(ApiError::Locked),
+                Ok(Ok(())) => return Ok(Submitted { done: done_rx, body }),
+                Ok(Err(_)) => self.deps.registry_remove(id, &addr),
+            }
+        }
+        Err(ApiError::Unavailable("upload session could not start".into()))
+    }
+
+    /// Waits (bounded) until no job is running: used at shutdown after the HTTP workers
+    /// stopped, so bodies that were cut still get their received bytes committed.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.deps.in_flight.current() > 0 {
+            let notified = self.deps.in_flight.idle.notified();
+            if self.deps.in_flight.current() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    pub fn deps(&self) -> &Arc<SessionDeps> {
+        &self.deps
+    }
+}

@@ -1,0 +1,178 @@
+//! `Application::build` wires everything and binds (port 0 works); `run_until_stopped`
+//! serves until SIGTERM/SIGINT or `stop()`. Tests start the real app the same way.
+
+use std::net::TcpListener;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Arbiter;
+use actix_http::HttpService;
+use actix_server::{Server, ServerHandle};
+use actix_service::{fn_service, map_config, ServiceFactoryExt};
+use actix_web::dev::AppConfig;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App};
+use anyhow::Context;
+
+use crate::auth::JwtKeys;
+use crate::cache::UploadCache;
+use crate::config::{Settings, StoreKind};
+use crate::db::Repo;
+use crate::http::routes;
+use crate::listener::{InterimIo, InterimSender};
+use crate::session::{run_janitor_loop, SessionRegistry};
+use crate::state::AppState;
+use crate::store::{DiskStore, Store};
+use crate::telemetry;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    sessions_arbiter: Arbiter,
+}
+
+/// Opens the database (running migrations) and the store; shared by `serve`, `migrate`
+/// and `janitor`.
+pub async fn open_backends(settings: &Settings) -> anyhow::Result<(Repo, Arc<Store>)> {
+    let url = settings.database_url();
+    let (pool_size, timeout) = (settings.database.pool_size, Duration::from_secs(settings.database.connect_timeout_secs));
+    let repo = tokio::task::spawn_blocking(move || Repo::connect(&url, pool_size, timeout))
+        .await
+        .context("database start-up task")?
+        .context("opening the database")?;
+    let store = match settings.store.kind {
+        StoreKind::Disk => Store::Disk(
+            DiskStore::new(settings.disk_store_path(), settings.store.disk.fsync).context("opening the disk store")?,
+        ),
+    };
+    Ok((repo, Arc::new(store)))
+}
+
+impl Application {
+    pub async fn build(settings: Settings, log: slog::Logger) -> anyhow::Result<Application> {
+        let settings = Arc::new(settings);
+        let (keys, generated_secret) = JwtKeys::from_settings(&settings)?;
+        if let Some(path) = generated_secret {
+            slog::warn!(log, "development profile: using the generated JWT secret in the data directory";
+                "secret_file" => %path.display(),
+                "mint_a_token" => "hoist token --sub alice --role uploader");
+        }
+        let (repo, store) = open_backends(&settings).await?;
+        let cache = UploadCache::new(settings.cache.capacity, Duration::from_secs(settings.cache.ttl_secs));
+        // Sessions live on their own arbiter: when the HTTP workers stop and cut bodies,
+        // the sessions still commit what arrived.
+        let sessions_arbiter = Arbiter::new();
+        let sessions =
+            SessionRegistry::new(settings.clone(), repo.clone(), store.clone(), cache.clone(), sessions_arbiter.handle());
+        let state = web::Data::new(AppState {
+            settings: settings.clone(),
+            repo: repo.clone(),
+            store: store.clone(),
+            cache: cache.clone(),
+            sessions,
+            keys,
+            log: log.clone(),
+            shutting_down: Default::default(),
+        });
+        sessions_arbiter.spawn(run_janitor_loop(
+            repo,
+            store,
+            cache,
+            Duration::from_secs(settings.janitor.interval_secs.max(1)),
+            Duration::from_secs(settings.janitor.tombstone_retention_secs),
+            log.clone(),
+        ));
+
+        let listener = TcpListener::bind(settings.server.listen)
+            .with_context(|| format!("binding {}", settings.server.listen))?;
+        let address = listener.local_addr()?;
+        let workers = match settings.server.workers {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            n => n,
+        };
+        let server_settings = settings.server.clone();
+        let app_state = state.clone();
+        let server = Server::build()
+            .workers(workers)
+            .shutdown_timeout(settings.server.shutdown_grace_secs)
+            .disable_signals()
+            .listen("hoist-http", listener, move || {
+                let app = App::new()
+                    .app_data(app_state.clone())
+                    .wrap(from_fn(routes::method_override))
+                    .wrap(from_fn(telemetry::log_requests))
+                    .configure(routes::configure);
+                let http = HttpService::build()
+                    .keep_alive(Duration::from_secs(server_settings.keep_alive_secs))
+                    .client_request_timeout(Duration::from_millis(server_settings.client_request_timeout_ms))
+                    .local_addr(address)
+                    .on_connect_ext(|io: &InterimIo<actix_rt::net::TcpStream>, ext| {
+                        ext.insert::<InterimSender>(io.interim());
+                    })
+                    .h1(map_config(app, |_| AppConfig::default()));
+                fn_service(|io: actix_rt::net::TcpStream| {
+                    let peer = io.peer_addr().ok();
+                    std::future::ready(Ok::<_, actix_http::error::DispatchError>((InterimIo::new(io), peer)))
+                })
+                .and_then(http)
+            })?
+            .run();
+        slog::info!(log, "listening"; "address" => %address, "workers" => workers,
+            "database" => ?state.repo.backend(), "store" => state.store.backend_name());
+        Ok(Application { port: address.port(), server, state, sessions_arbiter })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until a signal (or `handle().stop()`), then cuts bodies still in flight after
+    /// the grace period, lets sessions commit what arrived, and returns.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let state = self.state.clone();
+        let signals = async move {
+            wait_for_signal().await;
+            state.shutting_down.store(true, Ordering::SeqCst);
+            slog::info!(state.log, "shutting down: no new connections, cutting bodies after the grace period");
+            handle.stop(true).await;
+        };
+        tokio::select! {
+            result = self.server => result?,
+            () = signals => {}
+        }
+        self.state.shutting_down.store(true, Ordering::SeqCst);
+        self.state.sessions.drain(Duration::from_secs(30)).await;
+        self.sessions_arbiter.stop();
+        slog::info!(self.state.log, "stopped");
+        Ok(())
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
