@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn parses_each_algorithm_and_verifies_known_digests() {
         let cases = [
-            ("sha1", "qZk+NkcGgWq6PiVxeFDCbJzQ2J0="),
+            ("sha1", "Kq5sNclPz7QV2+lfQIuc6R7oRu0="),
             ("md5", "XrY7u+Ae7tCTyyK7j1rNww=="),
             ("sha256", "uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek="),
         ];

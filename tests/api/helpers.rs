@@ -1,0 +1,241 @@
+//! `spawn_app` starts the real server (the same `Application` as `main`) on port 0 with
+//! its own data directory and its own database: a fresh SQLite file, or a fresh
+//! PostgreSQL database on the machine's server, dropped afterwards.
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use hoist::auth::{JwtKeys, Role};
+use hoist::config::Settings;
+use hoist::startup::Application;
+use hoist::state::AppState;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, Response};
+
+pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an async test body once per database backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[actix_rt::test]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[actix_rt::test]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+pub fn postgres_base_url() -> String {
+    std::env::var("HOIST_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// A PostgreSQL database of its own for one test. An unreachable server fails the test.
+pub struct PgTestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl PgTestDb {
+    pub fn create() -> PgTestDb {
+        let name = format!("hoist_test_{}", uuid::Uuid::new_v4().simple());
+        let base = postgres_base_url();
+        let mut admin = PgConnection::establish(&format!("{base}/postgres"))
+            .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for the tests: {e}"));
+        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).expect("create test database");
+        PgTestDb { url: format!("{base}/{name}"), name }
+    }
+}
+
+impl Drop for PgTestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", postgres_base_url())) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin);
+        }
+    }
+}
+
+/// Typed requests against a running server, as alice unless told otherwise.
+pub struct TestClient {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub alice: String,
+    pub bob: String,
+    pub admin: String,
+}
+
+impl TestClient {
+    pub fn new(port: u16, settings: &Settings) -> TestClient {
+        let (keys, _) = JwtKeys::from_settings(settings).expect("keys");
+        let hour = Duration::from_secs(3600);
+        TestClient {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+            alice: keys.mint("alice", Role::Uploader, hour).expect("token"),
+            bob: keys.mint("bob", Role::Uploader, hour).expect("token"),
+            admin: keys.mint("root", Role::Admin, hour).expect("token"),
+        }
+    }
+}
+
+/// The server running in this test's process, with its own data directory and database.
+pub struct TestApp {
+    pub http: TestClient,
+    pub settings: Settings,
+    pub state: actix_web::web::Data<AppState>,
+    _data_dir: tempfile::TempDir,
+    _pg: Option<PgTestDb>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = TestClient;
+
+    fn deref(&self) -> &TestClient {
+        &self.http
+    }
+}
+
+/// Test settings for a backend, with a fresh data directory (and database).
+pub fn test_settings(backend: Backend) -> (Settings, tempfile::TempDir, Option<PgTestDb>) {
+    let mut settings = Settings::load(Path::new("config"), "test").expect("config/test.toml loads");
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    settings.server.data_dir = data_dir.path().to_path_buf();
+    settings.auth.jwt_secret = TEST_SECRET.to_owned();
+    let pg = (backend == Backend::Postgres).then(PgTestDb::create);
+    settings.database.url = pg.as_ref().map(|db| db.url.clone()).unwrap_or_default();
+    if std::env::var("TEST_LOG").is_ok() {
+        settings.log.level = "debug".to_owned();
+        settings.log.format = hoist::config::LogFormat::Term;
+    }
+    (settings, data_dir, pg)
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let (mut settings, data_dir, pg) = test_settings(backend);
+    tweak(&mut settings);
+    let log = hoist::telemetry::build_logger(&settings.log).expect("logger");
+    let app = Application::build(settings.clone(), log).await.expect("application starts");
+    let port = app.port();
+    let state = app.state();
+    actix_rt::spawn(app.run_until_stopped());
+    TestApp { http: TestClient::new(port, &settings), settings, state, _data_dir: data_dir, _pg: pg }
+}
+
+impl TestApp {
+    /// Counts upload rows straight from the database.
+    pub fn count_uploads(&self) -> i64 {
+        use diesel::dsl::count_star;
+        use diesel::QueryDsl;
+        use hoist::db::schema::uploads::dsl::uploads;
+        self.state
+            .repo
+            .run_blocking(|conn| Ok(uploads.select(count_star()).first::<i64>(conn)?))
+            .expect("count")
+    }
+}
+
+impl TestClient {
+    pub fn files_url(&self) -> String {
+        format!("{}/files", self.address)
+    }
+
+    /// A tus request as alice, with `Tus-Resumable` set.
+    pub fn tus(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+        self.tus_as(&self.alice, method, url)
+    }
+
+    pub fn tus_as(&self, token: &str, method: Method, url: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, url).bearer_auth(token).header("Tus-Resumable", "1.0.0")
+    }
+
+    pub async fn create(&self, length: u64) -> Response {
+        self.tus(Method::POST, &self.files_url())
+            .header("Upload-Length", length.to_string())
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// Creates an upload and returns its URL.
+    pub async fn create_upload(&self, length: u64) -> String {
+        let response = self.create(length).await;
+        assert_eq!(response.status(), 201, "creation failed: {:?}", response.text().await);
+        location(&response)
+    }
+
+    pub fn patch_request(&self, url: &str, offset: u64, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
+        self.tus(Method::PATCH, url)
+            .header("Upload-Offset", offset.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(body)
+    }
+
+    pub async fn patch(&self, url: &str, offset: u64, body: &[u8]) -> Response {
+        self.patch_request(url, offset, body.to_vec()).send().await.expect("PATCH")
+    }
+
+    pub async fn head(&self, url: &str) -> Response {
+        self.tus(Method::HEAD, url).send().await.expect("HEAD")
+    }
+
+    pub async fn offset(&self, url: &str) -> u64 {
+        let response = self.head(url).await;
+        assert_eq!(response.status(), 200, "HEAD {url}");
+        header_u64(response.headers(), "Upload-Offset")
+    }
+
+    pub async fn download(&self, url: &str) -> Response {
+        self.client.get(url).bearer_auth(&self.alice).send().await.expect("GET")
+    }
+
+    pub async fn download_bytes(&self, url: &str) -> Vec<u8> {
+        let response = self.download(url).await;
+        assert_eq!(response.status(), 200, "GET {url}");
+        response.bytes().await.expect("body").to_vec()
+    }
+}
+
+pub fn location(response: &Response) -> String {
+    response
+        .headers()
+        .get("Location")
+        .and_then(|v| v.to_str().ok())
+        .expect("Location header")
+        .to_owned()
+}
+
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_else(|| panic!("missing header {name}"))
+}
+
+pub fn header_u64(headers: &HeaderMap, name: &str) -> u64 {
+    header_str(headers, name).parse().unwrap_or_else(|_| panic!("{name} is not a number"))
+}
+
+pub async fn error_code(response: Response) -> String {
+    let body: serde_json::Value = response.json().await.expect("JSON error body");
+    body["code"].as_str().expect("code").to_owned()
+}
+
+/// Deterministic test bytes.
+pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}

@@ -1,0 +1,12 @@
+//! API tests against the real server, each on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod concatenation;
+mod crash;
+mod expiry;
+mod form;
+mod idempotency;
+mod sessions;
+mod tus_core;

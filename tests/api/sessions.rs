@@ -1,0 +1,128 @@
+use std::time::Duration;
+
+use chrono::Utc;
+use reqwest::Method;
+use tokio::io::AsyncWriteExt;
+
+use crate::helpers::{bytes, error_code, spawn_app, spawn_app_with, Backend, TestApp};
+use crate::on_both_backends;
+use hoist::db::models::{UploadRow, UploadState};
+use hoist::db::uploads::{self, LeaseOutcome, Progress};
+
+/// A PATCH whose body the test feeds by hand.
+fn slow_patch(app: &TestApp, url: &str, offset: u64, len: u64) -> (tokio::sync::mpsc::Sender<Vec<u8>>, tokio::task::JoinHandle<reqwest::Response>) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) });
+    let request = app.patch_request(url, offset, reqwest::Body::wrap_stream(body)).header("Content-Length", len.to_string());
+    (tx, tokio::spawn(async move { request.send().await.expect("slow PATCH") }))
+}
+
+async fn concurrent_patches_never_interleave(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let url = app.create_upload(8).await;
+    let other = app.create_upload(3).await;
+    let (tx, first) = slow_patch(&app, &url, 0, 4);
+    tx.send(b"ab".to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The second PATCH waits for the lock (500 ms in the test config), then gets 423.
+    let second = app.patch(&url, 0, b"XXXX").await;
+    assert_eq!(second.status(), 423);
+    assert_eq!(error_code(second).await, "upload_locked");
+    // A slow upload never blocks another one.
+    assert_eq!(app.patch(&other, 0, b"xyz").await.status(), 204);
+    tx.send(b"cd".to_vec()).await.unwrap();
+    drop(tx);
+    assert_eq!(first.await.unwrap().status(), 204);
+    assert_eq!(app.patch(&url, 4, b"efgh").await.status(), 204);
+    assert_eq!(app.download_bytes(&url).await, b"abcdefgh");
+}
+on_both_backends!(concurrent_patches_never_interleave);
+
+async fn a_client_that_disconnects_mid_body_keeps_what_arrived(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let url = app.create_upload(1_000_000).await;
+    let path = url.trim_start_matches(&app.address).to_owned();
+    let data = bytes(1_000_000, 5);
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nTus-Resumable: 1.0.0\r\n\
+         Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 1000000\r\n\r\n",
+        app.alice
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&data[..300_000]).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(stream);
+    let mut offset = 0;
+    for _ in 0..50 {
+        offset = app.offset(&url).await;
+        if offset == 300_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(offset, 300_000, "every received byte is kept");
+    assert_eq!(app.patch(&url, offset, &data[300_000..]).await.status(), 204);
+    assert_eq!(app.download_bytes(&url).await, data);
+}
+on_both_backends!(a_client_that_disconnects_mid_body_keeps_what_arrived);
+
+async fn an_idle_session_stops_and_is_rebuilt_from_the_database(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.uploads.session_idle_secs = 1).await;
+    let url = app.create_upload(6).await;
+    assert_eq!(app.patch(&url, 0, b"abc").await.status(), 204);
+    assert_eq!(app.state.sessions.live_sessions(), 1);
+    let mut stopped = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if app.state.sessions.live_sessions() == 0 {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(stopped, "idle session stopped");
+    assert_eq!(app.offset(&url).await, 3);
+    assert_eq!(app.patch(&url, 3, b"def").await.status(), 204);
+    assert_eq!(app.download_bytes(&url).await, b"abcdef");
+}
+on_both_backends!(an_idle_session_stops_and_is_rebuilt_from_the_database);
+
+/// Two processes racing at the SQL level: the lease and the offset compare-and-set let
+/// exactly one advance an upload.
+async fn two_writers_cannot_both_advance_one_upload(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let url = app.create_upload(10).await;
+    let id = url.rsplit('/').next().unwrap().to_owned();
+    let repo = app.state.repo.clone();
+    let soon = (Utc::now() + chrono::Duration::seconds(60)).naive_utc();
+    let token_a = match repo.run_blocking(|c| uploads::acquire_lease(c, &id, "node-a", soon)).unwrap() {
+        LeaseOutcome::Acquired(row) => row.lease_token,
+        _ => panic!("node a gets the lease"),
+    };
+    assert!(matches!(repo.run_blocking(|c| uploads::acquire_lease(c, &id, "node-b", soon)).unwrap(), LeaseOutcome::HeldElsewhere));
+    let step = |from, to| Progress { from_offset: from, to_offset: to, declare_length: None, complete: false, lease_until: soon };
+    let advanced: Option<UploadRow> = repo.run_blocking(|c| uploads::commit_progress(c, &id, token_a, &step(0, 5))).unwrap();
+    assert_eq!(advanced.unwrap().upload_offset, 5);
+    // The same step again (a second writer that read offset 0) fails.
+    assert!(repo.run_blocking(|c| uploads::commit_progress(c, &id, token_a, &step(0, 5))).unwrap().is_none());
+    // Once A's lease lapses B takes over, and A is fenced out even at the right offset.
+    repo.run_blocking(|c| {
+        use diesel::prelude::*;
+        use hoist::db::schema::uploads::dsl as u;
+        diesel::update(u::uploads).set(u::lease_expires_at.eq(Some((Utc::now() - chrono::Duration::seconds(1)).naive_utc()))).execute(c)?;
+        Ok(())
+    }).unwrap();
+    let token_b = match repo.run_blocking(|c| uploads::acquire_lease(c, &id, "node-b", soon)).unwrap() {
+        LeaseOutcome::Acquired(row) => row.lease_token,
+        _ => panic!("node b takes over a lapsed lease"),
+    };
+    assert!(token_b > token_a);
+    assert!(repo.run_blocking(|c| uploads::commit_progress(c, &id, token_a, &step(5, 8))).unwrap().is_none());
+    let row = repo.run_blocking(|c| uploads::commit_progress(c, &id, token_b, &step(5, 8))).unwrap().unwrap();
+    assert_eq!((row.upload_offset, row.state()), (8, UploadState::Open));
+    // Through HTTP, this node now finds the upload leased elsewhere.
+    let response = app.tus(Method::PATCH, &url).header("Upload-Offset", "8").header("Content-Type", "application/offset+octet-stream").body("ab").send().await.unwrap();
+    assert_eq!(response.status(), 423);
+}
+on_both_backends!(two_writers_cannot_both_advance_one_upload);
