@@ -157,9 +157,14 @@ impl Settings {
         // The defaults are compiled in, so the binary runs from any directory; a
         // config/default.toml beside it may still override them.
         let builder = config::Config::builder()
-            .add_source(config::File::from_str(EMBEDDED_DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from_str(
+                EMBEDDED_DEFAULTS,
+                config::FileFormat::Toml,
+            ))
             .add_source(config::File::from(config_dir.join("default.toml")).required(false))
-            .add_source(config::File::from(config_dir.join(format!("{profile}.toml"))).required(false))
+            .add_source(
+                config::File::from(config_dir.join(format!("{profile}.toml"))).required(false),
+            )
             .add_source(
                 config::Environment::with_prefix("HOIST")
                     .prefix_separator("__")

@@ -16,7 +16,12 @@ use hoist::telemetry::build_logger;
 #[command(name = "hoist", version, about = "Resumable upload server")]
 struct Cli {
     /// Directory holding default.toml and {HOIST_ENV}.toml.
-    #[arg(long, global = true, env = "HOIST_CONFIG_DIR", default_value = "config")]
+    #[arg(
+        long,
+        global = true,
+        env = "HOIST_CONFIG_DIR",
+        default_value = "config"
+    )]
     config_dir: PathBuf,
     /// Overrides server.data_dir (SQLite database, disk store, development secret).
     #[arg(long, global = true)]
@@ -90,7 +95,9 @@ fn main() -> anyhow::Result<()> {
             let cache = UploadCache::new(1, Duration::from_secs(1));
             let retention = Duration::from_secs(settings.janitor.tombstone_retention_secs);
             loop {
-                let report = sweep_once(&repo, &store, &cache, retention).await.context("janitor sweep")?;
+                let report = sweep_once(&repo, &store, &cache, retention)
+                    .await
+                    .context("janitor sweep")?;
                 println!(
                     "expired {} uploads, purged {} tombstones and {} idempotency keys",
                     report.expired, report.tombstones_purged, report.idempotency_keys_purged
@@ -98,7 +105,8 @@ fn main() -> anyhow::Result<()> {
                 if once {
                     return Ok(());
                 }
-                tokio::time::sleep(Duration::from_secs(settings.janitor.interval_secs.max(1))).await;
+                tokio::time::sleep(Duration::from_secs(settings.janitor.interval_secs.max(1)))
+                    .await;
             }
         }),
     }

@@ -22,13 +22,16 @@ pub struct JwtKeys {
 impl JwtKeys {
     /// Secret from `auth.jwt_secret`, else `auth.jwt_secret_file`, else (development only)
     /// a random secret kept in the data directory. Anything else refuses to start.
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<(JwtKeys, Option<std::path::PathBuf>)> {
+    pub fn from_settings(
+        settings: &Settings,
+    ) -> anyhow::Result<(JwtKeys, Option<std::path::PathBuf>)> {
         let auth = &settings.auth;
         let (secret, generated) = if !auth.jwt_secret.is_empty() {
             (auth.jwt_secret.clone().into_bytes(), None)
         } else if !auth.jwt_secret_file.is_empty() {
-            let raw = std::fs::read_to_string(&auth.jwt_secret_file)
-                .with_context(|| format!("reading auth.jwt_secret_file {}", auth.jwt_secret_file))?;
+            let raw = std::fs::read_to_string(&auth.jwt_secret_file).with_context(|| {
+                format!("reading auth.jwt_secret_file {}", auth.jwt_secret_file)
+            })?;
             (raw.trim().as_bytes().to_vec(), None)
         } else if auth.generate_dev_secret {
             let path = settings.server.data_dir.join(DEV_SECRET_FILE);
@@ -67,7 +70,9 @@ impl JwtKeys {
     }
 
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok().map(|data| data.claims)
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .ok()
+            .map(|data| data.claims)
     }
 
     pub fn mint(&self, subject: &str, role: Role, ttl: Duration) -> anyhow::Result<String> {
@@ -81,7 +86,11 @@ impl JwtKeys {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
     }
 }
 
@@ -103,7 +112,11 @@ fn dev_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents)?;
     Ok(())
 }
@@ -117,7 +130,9 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 pub fn parse_ttl(raw: &str) -> anyhow::Result<Duration> {
     let raw = raw.trim();
     let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
-    let value: u64 = digits.parse().with_context(|| format!("invalid duration {raw:?}"))?;
+    let value: u64 = digits
+        .parse()
+        .with_context(|| format!("invalid duration {raw:?}"))?;
     let seconds = match unit {
         "" | "s" => value,
         "m" => value * 60,

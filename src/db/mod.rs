@@ -61,16 +61,24 @@ impl Repo {
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
-            query(&mut conn).map_err(|err| classify(err))
+            let mut conn = pool
+                .get()
+                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            query(&mut conn).map_err(classify)
         })
         .await
         .map_err(|e| DbError::Unavailable(format!("database task: {e}")))?
     }
 
     /// Runs `query` synchronously (CLI commands, tests).
-    pub fn run_blocking<T>(&self, query: impl FnOnce(&mut DbConnection) -> Result<T, DbError>) -> Result<T, DbError> {
-        let mut conn = self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+    pub fn run_blocking<T>(
+        &self,
+        query: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
         query(&mut conn).map_err(classify)
     }
 }
@@ -79,10 +87,13 @@ impl Repo {
 fn classify(err: DbError) -> DbError {
     use diesel::result::Error as E;
     match err {
-        DbError::Query(E::DatabaseError(diesel::result::DatabaseErrorKind::ClosedConnection, info)) => {
-            DbError::Unavailable(info.message().to_owned())
+        DbError::Query(E::DatabaseError(
+            diesel::result::DatabaseErrorKind::ClosedConnection,
+            info,
+        )) => DbError::Unavailable(info.message().to_owned()),
+        DbError::Query(E::BrokenTransactionManager) => {
+            DbError::Unavailable("broken transaction".into())
         }
-        DbError::Query(E::BrokenTransactionManager) => DbError::Unavailable("broken transaction".into()),
         other => other,
     }
 }

@@ -18,15 +18,22 @@ pub fn insert(conn: &mut DbConnection, row: &UploadRow) -> Result<(), DbError> {
 }
 
 pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<UploadRow>, DbError> {
-    Ok(u::uploads.find(id).select(UploadRow::as_select()).first(conn).optional()?)
+    Ok(u::uploads
+        .find(id)
+        .select(UploadRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> Result<Vec<UploadRow>, DbError> {
-    Ok(u::uploads.filter(u::id.eq_any(ids)).select(UploadRow::as_select()).load(conn)?)
+    Ok(u::uploads
+        .filter(u::id.eq_any(ids))
+        .select(UploadRow::as_select())
+        .load(conn)?)
 }
 
 pub enum LeaseOutcome {
-    Acquired(UploadRow),
+    Acquired(Box<UploadRow>),
     HeldElsewhere,
     NotFound,
 }
@@ -48,27 +55,47 @@ pub fn acquire_lease(
                 .or(u::lease_expires_at.lt(now)),
         ),
     )
-    .set((u::lease_owner.eq(node), u::lease_expires_at.eq(until), u::lease_token.eq(u::lease_token + 1)))
+    .set((
+        u::lease_owner.eq(node),
+        u::lease_expires_at.eq(until),
+        u::lease_token.eq(u::lease_token + 1),
+    ))
     .execute(conn)?;
     match (updated, find(conn, id)?) {
-        (1, Some(row)) => Ok(LeaseOutcome::Acquired(row)),
+        (1, Some(row)) => Ok(LeaseOutcome::Acquired(Box::new(row))),
         (_, Some(_)) => Ok(LeaseOutcome::HeldElsewhere),
         (_, None) => Ok(LeaseOutcome::NotFound),
     }
 }
 
 /// Extends a held lease; false if it was lost (another node fenced us out).
-pub fn renew_lease(conn: &mut DbConnection, id: &str, token: i64, until: NaiveDateTime) -> Result<bool, DbError> {
-    let updated = diesel::update(u::uploads.filter(u::id.eq(id)).filter(u::lease_token.eq(token)))
-        .set(u::lease_expires_at.eq(until))
-        .execute(conn)?;
+pub fn renew_lease(
+    conn: &mut DbConnection,
+    id: &str,
+    token: i64,
+    until: NaiveDateTime,
+) -> Result<bool, DbError> {
+    let updated = diesel::update(
+        u::uploads
+            .filter(u::id.eq(id))
+            .filter(u::lease_token.eq(token)),
+    )
+    .set(u::lease_expires_at.eq(until))
+    .execute(conn)?;
     Ok(updated == 1)
 }
 
 pub fn release_lease(conn: &mut DbConnection, id: &str, token: i64) -> Result<(), DbError> {
-    diesel::update(u::uploads.filter(u::id.eq(id)).filter(u::lease_token.eq(token)))
-        .set((u::lease_owner.eq(None::<String>), u::lease_expires_at.eq(None::<NaiveDateTime>)))
-        .execute(conn)?;
+    diesel::update(
+        u::uploads
+            .filter(u::id.eq(id))
+            .filter(u::lease_token.eq(token)),
+    )
+    .set((
+        u::lease_owner.eq(None::<String>),
+        u::lease_expires_at.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
     Ok(())
 }
 
@@ -91,7 +118,10 @@ pub fn commit_progress(
     progress: &Progress,
 ) -> Result<Option<UploadRow>, DbError> {
     let now = now();
-    let (Ok(from), Ok(to)) = (i64::try_from(progress.from_offset), i64::try_from(progress.to_offset)) else {
+    let (Ok(from), Ok(to)) = (
+        i64::try_from(progress.from_offset),
+        i64::try_from(progress.to_offset),
+    ) else {
         return Ok(None);
     };
     let target = u::uploads
@@ -99,7 +129,11 @@ pub fn commit_progress(
         .filter(u::lease_token.eq(token))
         .filter(u::upload_offset.eq(from))
         .filter(u::state.eq(UploadState::Open.as_str()));
-    let state = if progress.complete { UploadState::Complete } else { UploadState::Open };
+    let state = if progress.complete {
+        UploadState::Complete
+    } else {
+        UploadState::Open
+    };
     let completed_at = progress.complete.then_some(now);
     let updated = match progress.declare_length.map(i64::try_from) {
         Some(Ok(length)) => diesel::update(target.filter(u::upload_length.is_null()))
@@ -133,7 +167,9 @@ pub fn commit_progress(
 /// Marks an upload terminated (a tombstone that answers 410). Returns the row as it was.
 pub fn terminate(conn: &mut DbConnection, id: &str) -> Result<Option<UploadRow>, DbError> {
     conn.transaction(|conn| {
-        let Some(row) = find(conn, id)? else { return Ok(None) };
+        let Some(row) = find(conn, id)? else {
+            return Ok(None);
+        };
         diesel::update(u::uploads.filter(u::id.eq(id)))
             .set((
                 u::state.eq(UploadState::Terminated.as_str()),
@@ -169,7 +205,10 @@ pub fn mark_expired(conn: &mut DbConnection, id: &str) -> Result<bool, DbError> 
             .filter(u::expires_at.lt(now))
             .filter(u::lease_owner.is_null().or(u::lease_expires_at.lt(now))),
     )
-    .set((u::state.eq(UploadState::Expired.as_str()), u::updated_at.eq(now)))
+    .set((
+        u::state.eq(UploadState::Expired.as_str()),
+        u::updated_at.eq(now),
+    ))
     .execute(conn)?;
     Ok(updated == 1)
 }
@@ -178,7 +217,10 @@ pub fn mark_expired(conn: &mut DbConnection, id: &str) -> Result<bool, DbError> 
 pub fn purge_tombstones(conn: &mut DbConnection, before: NaiveDateTime) -> Result<usize, DbError> {
     Ok(diesel::delete(
         u::uploads
-            .filter(u::state.eq_any([UploadState::Terminated.as_str(), UploadState::Expired.as_str()]))
+            .filter(u::state.eq_any([
+                UploadState::Terminated.as_str(),
+                UploadState::Expired.as_str(),
+            ]))
             .filter(u::updated_at.lt(before)),
     )
     .execute(conn)?)

@@ -13,11 +13,17 @@ impl UploadId {
     }
 
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        let valid = raw.len() == 32 && raw.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let valid = raw.len() == 32
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if valid {
             Ok(UploadId(raw.to_owned()))
         } else {
-            Err(ParseError::new("invalid_upload_id", "an upload id is 32 lowercase hex digits"))
+            Err(ParseError::new(
+                "invalid_upload_id",
+                "an upload id is 32 lowercase hex digits",
+            ))
         }
     }
 
@@ -45,7 +51,13 @@ mod tests {
 
     #[test]
     fn rejects_path_tricks_and_case() {
-        for bad in ["", "../etc/passwd", "ABCDEF0123456789ABCDEF0123456789", "0123456789abcdef0123456789abcde", "0123456789abcdef0123456789abcdef0"] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            "ABCDEF0123456789ABCDEF0123456789",
+            "0123456789abcdef0123456789abcde",
+            "0123456789abcdef0123456789abcdef0",
+        ] {
             assert!(UploadId::parse(bad).is_err(), "{bad}");
         }
     }

@@ -15,14 +15,21 @@ use crate::store::{BodyEvent, BodySender};
 /// Hands the body to the session once it has the upload's lock, and waits for the
 /// commit. If this future is dropped (the client went away, the server is shutting
 /// down) the pipe closes without `End` and the session keeps what arrived.
-pub async fn append_body<S, E>(state: &AppState, id: &UploadId, spec: AppendSpec, payload: S) -> Result<UploadRow, ApiError>
+pub async fn append_body<S, E>(
+    state: &AppState,
+    id: &UploadId,
+    spec: AppendSpec,
+    payload: S,
+) -> Result<UploadRow, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
     let submitted = state.sessions.append(id, spec).await?;
     let done = submitted.done;
     let Some(tx) = submitted.body else {
-        return Err(ApiError::Internal("append started without a body pipe".into()));
+        return Err(ApiError::Internal(
+            "append started without a body pipe".into(),
+        ));
     };
     let idle = Duration::from_secs(state.settings.server.body_idle_timeout_secs.max(1));
     let pump = pump(payload, tx, idle);

@@ -23,14 +23,19 @@ pub async fn download(
     caller.check_owner(&row)?;
     ensure_live(&row)?;
     if row.state() != UploadState::Complete {
-        return Err(ApiError::Conflict { code: "upload_incomplete", message: "the upload is not complete yet".into() });
+        return Err(ApiError::Conflict {
+            code: "upload_incomplete",
+            message: "the upload is not complete yet".into(),
+        });
     }
     let path = state
         .store
         .local_path(&row.store_key)
         .ok_or_else(|| ApiError::Internal("store has no local file".into()))?;
     let metadata = Metadata::from_stored(&row.metadata);
-    let file = NamedFile::open_async(&path).await.map_err(|e| ApiError::Unavailable(format!("opening {e}")))?;
+    let file = NamedFile::open_async(&path)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("opening {e}")))?;
     let file = file
         .set_content_type(content_type(&metadata))
         .set_content_disposition(ContentDisposition {
@@ -59,9 +64,15 @@ fn content_type(metadata: &Metadata) -> mime::Mime {
 
 /// The last path component of `filename`, without control characters or quotes.
 fn sanitized_filename(metadata: &Metadata) -> Option<String> {
-    let raw = metadata.get_str("filename").or_else(|| metadata.get_str("name"))?;
+    let raw = metadata
+        .get_str("filename")
+        .or_else(|| metadata.get_str("name"))?;
     let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-    let clean: String = base.chars().filter(|c| !c.is_control() && !matches!(c, '"' | ';')).take(255).collect();
+    let clean: String = base
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | ';'))
+        .take(255)
+        .collect();
     let clean = clean.trim().trim_start_matches('.').to_owned();
     (!clean.is_empty()).then_some(clean)
 }
@@ -71,20 +82,37 @@ mod tests {
     use super::*;
 
     fn meta(pairs: &[(&str, &str)]) -> Metadata {
-        Metadata::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect())
+        Metadata::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+        )
     }
 
     #[test]
     fn file_names_lose_paths_and_control_characters() {
-        assert_eq!(sanitized_filename(&meta(&[("filename", "../../etc/passwd")])).as_deref(), Some("passwd"));
-        assert_eq!(sanitized_filename(&meta(&[("filename", "a\r\nb\".txt")])).as_deref(), Some("ab.txt"));
+        assert_eq!(
+            sanitized_filename(&meta(&[("filename", "../../etc/passwd")])).as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(
+            sanitized_filename(&meta(&[("filename", "a\r\nb\".txt")])).as_deref(),
+            Some("ab.txt")
+        );
         assert_eq!(sanitized_filename(&meta(&[("filename", "..")])), None);
         assert_eq!(sanitized_filename(&meta(&[])), None);
     }
 
     #[test]
     fn bad_media_types_fall_back_to_octet_stream() {
-        assert_eq!(content_type(&meta(&[("filetype", "image/png")])), mime::IMAGE_PNG);
-        assert_eq!(content_type(&meta(&[("filetype", "not a type")])), mime::APPLICATION_OCTET_STREAM);
+        assert_eq!(
+            content_type(&meta(&[("filetype", "image/png")])),
+            mime::IMAGE_PNG
+        );
+        assert_eq!(
+            content_type(&meta(&[("filetype", "not a type")])),
+            mime::APPLICATION_OCTET_STREAM
+        );
     }
 }

@@ -44,34 +44,66 @@ pub async fn upload_form(
     caller: Caller,
     payload: web::Payload,
 ) -> HttpResponse {
-    idempotent(&state, &req, &caller, || run(&state, &req, &caller, payload)).await
+    idempotent(&state, &req, &caller, || {
+        run(&state, &req, &caller, payload)
+    })
+    .await
 }
 
-async fn run(state: &AppState, req: &HttpRequest, caller: &Caller, payload: web::Payload) -> Result<StoredResponse, ApiError> {
+async fn run(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: &Caller,
+    payload: web::Payload,
+) -> Result<StoredResponse, ApiError> {
     if headers::content_type(req)?.as_deref() != Some("multipart/form-data") {
-        return Err(ApiError::UnsupportedMediaType("POST /uploads takes multipart/form-data".into()));
+        return Err(ApiError::UnsupportedMediaType(
+            "POST /uploads takes multipart/form-data".into(),
+        ));
     }
     let mut form = Multipart::new(req.headers(), payload);
     let mut created = Vec::new();
     while let Some(field) = form.next().await {
         let field = field.map_err(|e| ApiError::bad_request("invalid_multipart", e.to_string()))?;
-        let Some(filename) = field.content_disposition().and_then(|cd| cd.get_filename()).map(str::to_owned) else {
+        let Some(filename) = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .map(str::to_owned)
+        else {
             continue; // plain form fields carry no file
         };
         if created.len() == state.settings.uploads.max_form_files {
             return Err(ApiError::bad_request(
                 "too_many_files",
-                format!("one form takes at most {} files", state.settings.uploads.max_form_files),
+                format!(
+                    "one form takes at most {} files",
+                    state.settings.uploads.max_form_files
+                ),
             ));
         }
         let field_name = field.name().unwrap_or_default().to_owned();
         let content_type = field.content_type().map(ToString::to_string);
-        created.push(store_field(state, req, caller, field, field_name, filename, content_type).await?);
+        created.push(
+            store_field(
+                state,
+                req,
+                caller,
+                field,
+                field_name,
+                filename,
+                content_type,
+            )
+            .await?,
+        );
     }
     if created.is_empty() {
-        return Err(ApiError::bad_request("no_files", "the form has no file parts"));
+        return Err(ApiError::bad_request(
+            "no_files",
+            "the form has no file parts",
+        ));
     }
-    let body = serde_json::to_vec(&FormResponse { uploads: created }).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let body = serde_json::to_vec(&FormResponse { uploads: created })
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(StoredResponse {
         status: 201,
         headers: vec![("Content-Type".to_owned(), "application/json".to_owned())],
@@ -94,7 +126,8 @@ async fn store_field(
     }
     let id = UploadId::new_random();
     let now = Utc::now();
-    let lifetime = chrono::Duration::from_std(state.settings.upload_lifetime()).unwrap_or(chrono::Duration::days(1));
+    let lifetime = chrono::Duration::from_std(state.settings.upload_lifetime())
+        .unwrap_or(chrono::Duration::days(1));
     let row = UploadRow {
         id: id.to_string(),
         owner: caller.subject.clone(),
@@ -116,34 +149,53 @@ async fn store_field(
     };
     state.store.create(&row.store_key).await?;
     let insert = row.clone();
-    state.repo.run(move |conn| uploads::insert(conn, &insert)).await?;
+    state
+        .repo
+        .run(move |conn| uploads::insert(conn, &insert))
+        .await?;
 
     let mut digest = Sha256::new();
     let mut ended = false;
-    let hashed = futures_util::stream::unfold((field, &mut digest, &mut ended), |(mut field, digest, ended)| async move {
-        match field.next().await {
-            Some(chunk) => {
-                if let Ok(bytes) = &chunk {
-                    digest.update(bytes);
+    let hashed = futures_util::stream::unfold(
+        (field, &mut digest, &mut ended),
+        |(mut field, digest, ended)| async move {
+            match field.next().await {
+                Some(chunk) => {
+                    if let Ok(bytes) = &chunk {
+                        digest.update(bytes);
+                    }
+                    Some((chunk, (field, digest, ended)))
                 }
-                Some((chunk, (field, digest, ended)))
+                None => {
+                    *ended = true;
+                    None
+                }
             }
-            None => {
-                *ended = true;
-                None
-            }
-        }
-    });
-    let spec = AppendSpec { expected_offset: 0, declare_length: None, checksum: None, content_length: None };
+        },
+    );
+    let spec = AppendSpec {
+        expected_offset: 0,
+        declare_length: None,
+        checksum: None,
+        content_length: None,
+    };
     let written = append_body(state, &id, spec, Box::pin(hashed)).await?;
     if !ended {
         // What arrived is kept (the upload stays open and resumable over tus), but it is
         // not a whole file: do not declare it complete.
-        return Err(ApiError::bad_request("body_incomplete", format!("the form ended inside file {filename:?}")));
+        return Err(ApiError::bad_request(
+            "body_incomplete",
+            format!("the form ended inside file {filename:?}"),
+        ));
     }
     // The part ended: its length is now known, which completes the upload.
     let size = written.offset();
-    let finish = AppendSpec { expected_offset: size, declare_length: Some(size), checksum: None, content_length: Some(0) };
+    let finish = AppendSpec {
+        expected_offset: size,
+        declare_length: Some(size),
+        checksum: None,
+        content_length: Some(0),
+    };
     let empty = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
     append_body(state, &id, finish, empty).await?;
     Ok(FormUpload {

@@ -34,16 +34,28 @@ pub struct AppendRequest {
 }
 
 fn lease_deadline(deps: &SessionDeps) -> NaiveDateTime {
-    let ttl = chrono::Duration::seconds(i64::try_from(deps.settings.uploads.lease_ttl_secs).unwrap_or(60));
+    let ttl = chrono::Duration::seconds(
+        i64::try_from(deps.settings.uploads.lease_ttl_secs).unwrap_or(60),
+    );
     (Utc::now() + ttl).naive_utc()
 }
 
 /// Takes the lease if this session does not hold a fresh one, returning the current row.
-async fn ensure_lease(deps: &SessionDeps, id: &UploadId, lease: Option<Lease>) -> Result<(Lease, UploadRow), ApiError> {
-    let ttl_half = chrono::Duration::seconds(i64::try_from(deps.settings.uploads.lease_ttl_secs / 2).unwrap_or(30));
+async fn ensure_lease(
+    deps: &SessionDeps,
+    id: &UploadId,
+    lease: Option<Lease>,
+) -> Result<(Lease, UploadRow), ApiError> {
+    let ttl_half = chrono::Duration::seconds(
+        i64::try_from(deps.settings.uploads.lease_ttl_secs / 2).unwrap_or(30),
+    );
     if let Some(lease) = lease {
         if lease.until - ttl_half > Utc::now().naive_utc() {
-            if let Some(row) = deps.cache.get(id.as_str()).filter(|row| row.lease_token == lease.token) {
+            if let Some(row) = deps
+                .cache
+                .get(id.as_str())
+                .filter(|row| row.lease_token == lease.token)
+            {
                 return Ok((lease, (*row).clone()));
             }
         }
@@ -51,11 +63,18 @@ async fn ensure_lease(deps: &SessionDeps, id: &UploadId, lease: Option<Lease>) -
     let until = lease_deadline(deps);
     let node = deps.node_id.clone();
     let key = id.to_string();
-    match deps.repo.run(move |conn| uploads::acquire_lease(conn, &key, &node, until)).await? {
+    match deps
+        .repo
+        .run(move |conn| uploads::acquire_lease(conn, &key, &node, until))
+        .await?
+    {
         LeaseOutcome::Acquired(row) => {
-            let lease = Lease { token: row.lease_token, until };
-            deps.cache.put_from_session(row.clone());
-            Ok((lease, row))
+            let lease = Lease {
+                token: row.lease_token,
+                until,
+            };
+            deps.cache.put_from_session((*row).clone());
+            Ok((lease, *row))
         }
         LeaseOutcome::HeldElsewhere => Err(ApiError::Locked),
         LeaseOutcome::NotFound => Err(ApiError::NotFound),
@@ -63,7 +82,11 @@ async fn ensure_lease(deps: &SessionDeps, id: &UploadId, lease: Option<Lease>) -
 }
 
 /// Checks the request against the row; returns (length once known, bytes allowed).
-fn admit(deps: &SessionDeps, row: &UploadRow, request: &AppendSpec) -> Result<(Option<u64>, u64), ApiError> {
+fn admit(
+    deps: &SessionDeps,
+    row: &UploadRow,
+    request: &AppendSpec,
+) -> Result<(Option<u64>, u64), ApiError> {
     if row.is_final_concat() {
         return Err(ApiError::PatchOnFinal);
     }
@@ -75,19 +98,31 @@ fn admit(deps: &SessionDeps, row: &UploadRow, request: &AppendSpec) -> Result<(O
     }
     let offset = row.offset();
     if request.expected_offset != offset {
-        return Err(ApiError::OffsetMismatch { current: offset, requested: request.expected_offset });
+        return Err(ApiError::OffsetMismatch {
+            current: offset,
+            requested: request.expected_offset,
+        });
     }
     let max_size = deps.settings.uploads.max_size;
     let length = match (row.length(), request.declare_length) {
         (Some(existing), Some(declared)) if existing != declared => {
-            return Err(ApiError::bad_request("upload_length_immutable", "Upload-Length is already set"))
+            return Err(ApiError::bad_request(
+                "upload_length_immutable",
+                "Upload-Length is already set",
+            ))
         }
         (Some(existing), _) => Some(existing),
         (None, Some(declared)) if declared < offset => {
-            return Err(ApiError::bad_request("upload_length_below_offset", "Upload-Length is below the offset"))
+            return Err(ApiError::bad_request(
+                "upload_length_below_offset",
+                "Upload-Length is below the offset",
+            ))
         }
         (None, Some(declared)) if declared > max_size => {
-            return Err(ApiError::TooLarge { code: "upload_too_large", message: format!("Tus-Max-Size is {max_size}") })
+            return Err(ApiError::TooLarge {
+                code: "upload_too_large",
+                message: format!("Tus-Max-Size is {max_size}"),
+            })
         }
         (None, declared) => declared,
     };
@@ -129,10 +164,15 @@ pub async fn run_append(
         loop {
             tokio::time::sleep(renew_every).await;
             let (key, until) = (id.to_string(), lease_deadline(deps));
-            let _ = deps.repo.run(move |conn| uploads::renew_lease(conn, &key, lease.token, until)).await;
+            let _ = deps
+                .repo
+                .run(move |conn| uploads::renew_lease(conn, &key, lease.token, until))
+                .await;
         }
     };
-    let append = deps.store.append(&row.store_key, offset, &mut request.body, allowed, hasher);
+    let append = deps
+        .store
+        .append(&row.store_key, offset, &mut request.body, allowed, hasher);
     let outcome = tokio::select! {
         outcome = append => outcome,
         () = renew => unreachable!("the renewal loop never ends"),
@@ -147,7 +187,10 @@ pub async fn run_append(
     }
     if let Some(expected) = &request.spec.checksum {
         let verdict = if outcome.end == BodyEnd::Interrupted {
-            Some(ApiError::bad_request("body_incomplete", "the body ended early; a checksummed chunk is kept whole or not at all"))
+            Some(ApiError::bad_request(
+                "body_incomplete",
+                "the body ended early; a checksummed chunk is kept whole or not at all",
+            ))
         } else if outcome.digest.as_deref() != Some(expected.digest.as_slice()) {
             Some(ApiError::ChecksumMismatch)
         } else {
@@ -176,11 +219,20 @@ pub async fn run_append(
         lease_until: until,
     };
     let key = id.to_string();
-    let committed = deps.repo.run(move |conn| uploads::commit_progress(conn, &key, lease.token, &progress)).await;
+    let committed = deps
+        .repo
+        .run(move |conn| uploads::commit_progress(conn, &key, lease.token, &progress))
+        .await;
     match committed {
         Ok(Some(row)) => {
             deps.cache.put_from_session(row.clone());
-            (Some(Lease { token: lease.token, until }), Ok(row))
+            (
+                Some(Lease {
+                    token: lease.token,
+                    until,
+                }),
+                Ok(row),
+            )
         }
         Ok(None) => {
             // Fenced out, terminated or expired meanwhile: nothing was acknowledged.
@@ -188,9 +240,10 @@ pub async fn run_append(
             let key = id.to_string();
             let current = deps.repo.run(move |conn| uploads::find(conn, &key)).await;
             let err = match current {
-                Ok(Some(row)) if row.state() == UploadState::Open => {
-                    ApiError::OffsetMismatch { current: row.offset(), requested: offset }
-                }
+                Ok(Some(row)) if row.state() == UploadState::Open => ApiError::OffsetMismatch {
+                    current: row.offset(),
+                    requested: offset,
+                },
                 Ok(Some(row)) if row.state() == UploadState::Expired => ApiError::Expired,
                 Ok(Some(_)) | Ok(None) => ApiError::Terminated,
                 Err(err) => err.into(),

@@ -28,13 +28,18 @@ pub async fn sweep_once(
 ) -> Result<SweepReport, ApiError> {
     let mut report = SweepReport::default();
     loop {
-        let batch = repo.run(|conn| uploads::expired_unleased(conn, BATCH)).await?;
+        let batch = repo
+            .run(|conn| uploads::expired_unleased(conn, BATCH))
+            .await?;
         let full = batch.len() as i64 == BATCH;
         for row in batch {
             let id = row.id.clone();
             // Mark first: once the row says expired no request writes to it, so the bytes
             // can go.
-            if repo.run(move |conn| uploads::mark_expired(conn, &id)).await? {
+            if repo
+                .run(move |conn| uploads::mark_expired(conn, &id))
+                .await?
+            {
                 cache.invalidate(&row.id);
                 store.delete(&row.store_key).await?;
                 report.expired += 1;
@@ -44,9 +49,12 @@ pub async fn sweep_once(
             break;
         }
     }
-    let retention = chrono::Duration::from_std(tombstone_retention).unwrap_or(chrono::Duration::days(7));
+    let retention =
+        chrono::Duration::from_std(tombstone_retention).unwrap_or(chrono::Duration::days(7));
     let before = (Utc::now() - retention).naive_utc();
-    report.tombstones_purged = repo.run(move |conn| uploads::purge_tombstones(conn, before)).await?;
+    report.tombstones_purged = repo
+        .run(move |conn| uploads::purge_tombstones(conn, before))
+        .await?;
     report.idempotency_keys_purged = repo.run(idempotency::purge_expired).await?;
     Ok(report)
 }

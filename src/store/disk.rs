@@ -49,7 +49,10 @@ impl DiskStore {
         blocking(move || {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             std::fs::create_dir_all(&dir)?;
-            let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
             if fsync {
                 file.sync_all()?;
                 sync_dir(&dir)?;
@@ -81,7 +84,9 @@ impl DiskStore {
         })
         .await
         .map_err(|e| match e {
-            StoreError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => StoreError::NotFound(not_found),
+            StoreError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+                StoreError::NotFound(not_found)
+            }
             other => other,
         })?;
 
@@ -137,7 +142,11 @@ impl DiskStore {
             Ok(written)
         })
         .await?;
-        Ok(AppendOutcome { written, end, digest: hasher.map(Hasher::finish) })
+        Ok(AppendOutcome {
+            written,
+            end,
+            digest: hasher.map(Hasher::finish),
+        })
     }
 
     pub async fn truncate(&self, key: &str, offset: u64) -> Result<(), StoreError> {
@@ -161,7 +170,10 @@ impl DiskStore {
         blocking(move || {
             let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
             std::fs::create_dir_all(&dir)?;
-            let mut out = OpenOptions::new().write(true).create_new(true).open(&dest)?;
+            let mut out = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&dest)?;
             let mut total = 0;
             for source in &sources {
                 total += std::io::copy(&mut File::open(source)?, &mut out)?;

@@ -11,13 +11,23 @@ struct Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
     async fn start(data_dir: &std::path::Path, database_url: &str, port: u16) -> Server {
         let child = Command::new(env!("CARGO_BIN_EXE_hoist"))
-            .args(["--config-dir", "config", "serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--config-dir",
+                "config",
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .env("HOIST_ENV", "test")
             .env("HOIST__SERVER__DATA_DIR", data_dir)
             .env("HOIST__DATABASE__URL", database_url)
@@ -26,11 +36,17 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start hoist");
+        // Wrapped at once, so that a failed start is still killed and reaped on drop.
+        let server = Server { child };
         let client = reqwest::Client::new();
         for _ in 0..100 {
-            if let Ok(response) = client.get(format!("http://127.0.0.1:{port}/health/ready")).send().await {
+            if let Ok(response) = client
+                .get(format!("http://127.0.0.1:{port}/health/ready"))
+                .send()
+                .await
+            {
                 if response.status() == 200 {
-                    return Server { child };
+                    return server;
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -39,7 +55,10 @@ impl Server {
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -61,10 +80,20 @@ impl Drop for Server {
     }
 }
 
-async fn stream_part_then(app: &TestClient, url: &str, offset: u64, data: &[u8], sent: usize) -> tokio::task::JoinHandle<()> {
+async fn stream_part_then(
+    app: &TestClient,
+    url: &str,
+    offset: u64,
+    data: &[u8],
+    sent: usize,
+) -> tokio::task::JoinHandle<()> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) });
-    let request = app.patch_request(url, offset, reqwest::Body::wrap_stream(body)).header("Content-Length", data.len().to_string());
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    let request = app
+        .patch_request(url, offset, reqwest::Body::wrap_stream(body))
+        .header("Content-Length", data.len().to_string());
     let task = tokio::spawn(async move {
         let _ = request.send().await;
     });
@@ -87,14 +116,23 @@ async fn sigkill_mid_upload_then_resume_byte_identical(backend: Backend) {
     let data = bytes(3_000_000, 11);
     let url = app.create_upload(data.len() as u64).await;
     assert_eq!(app.patch(&url, 0, &data[..1_000_000]).await.status(), 204);
-    let _in_flight = stream_part_then(&app, &url, 1_000_000, &data[1_000_000..2_000_000], 200_000).await;
+    let _in_flight =
+        stream_part_then(&app, &url, 1_000_000, &data[1_000_000..2_000_000], 200_000).await;
     server.signal("KILL");
     drop(server);
 
     let _server = Server::start(data_dir.path(), &db, port).await;
     let offset = app.offset(&url).await;
-    assert_eq!(offset, 1_000_000, "what was acknowledged, and nothing unacknowledged");
-    assert_eq!(app.patch(&url, offset, &data[offset as usize..]).await.status(), 204);
+    assert_eq!(
+        offset, 1_000_000,
+        "what was acknowledged, and nothing unacknowledged"
+    );
+    assert_eq!(
+        app.patch(&url, offset, &data[offset as usize..])
+            .await
+            .status(),
+        204
+    );
     assert_eq!(app.download_bytes(&url).await, data);
 }
 on_both_backends!(sigkill_mid_upload_then_resume_byte_identical);
@@ -114,8 +152,16 @@ async fn sigterm_cuts_bodies_keeps_what_arrived_and_exits(backend: Backend) {
 
     let _server = Server::start(data_dir.path(), &db, port).await;
     let offset = app.offset(&url).await;
-    assert_eq!(offset, 500_000, "the bytes that arrived before shutdown are kept");
-    assert_eq!(app.patch(&url, offset, &data[offset as usize..]).await.status(), 204);
+    assert_eq!(
+        offset, 500_000,
+        "the bytes that arrived before shutdown are kept"
+    );
+    assert_eq!(
+        app.patch(&url, offset, &data[offset as usize..])
+            .await
+            .status(),
+        204
+    );
     assert_eq!(app.download_bytes(&url).await, data);
 }
 on_both_backends!(sigterm_cuts_bodies_keeps_what_arrived_and_exits);

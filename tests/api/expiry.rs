@@ -8,7 +8,13 @@ async fn unfinished_uploads_expire_and_the_janitor_removes_them(backend: Backend
     let url = app.create_upload(10).await;
     let response = app.patch(&url, 0, b"abc").await;
     assert_eq!(response.status(), 204);
-    let expires = response.headers().get("Upload-Expires").expect("Upload-Expires").to_str().unwrap().to_owned();
+    let expires = response
+        .headers()
+        .get("Upload-Expires")
+        .expect("Upload-Expires")
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(expires.ends_with(" GMT"), "{expires}");
     let done = app.create_upload(1).await;
     assert_eq!(app.patch(&done, 0, b"z").await.status(), 204);
@@ -24,13 +30,25 @@ async fn unfinished_uploads_expire_and_the_janitor_removes_them(backend: Backend
     let path = app.state.store.local_path(&id).unwrap();
     assert!(path.exists());
     let state = app.state.clone();
-    state.repo.run_blocking(|conn| {
-        use diesel::prelude::*;
-        use hoist::db::schema::uploads::dsl as u;
-        diesel::update(u::uploads).set(u::lease_owner.eq(None::<String>)).execute(conn)?;
-        Ok(())
-    }).unwrap();
-    let report = hoist::session::sweep_once(&state.repo, &state.store, &state.cache, Duration::from_secs(3600)).await.unwrap();
+    state
+        .repo
+        .run_blocking(|conn| {
+            use diesel::prelude::*;
+            use hoist::db::schema::uploads::dsl as u;
+            diesel::update(u::uploads)
+                .set(u::lease_owner.eq(None::<String>))
+                .execute(conn)?;
+            Ok(())
+        })
+        .unwrap();
+    let report = hoist::session::sweep_once(
+        &state.repo,
+        &state.store,
+        &state.cache,
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.expired, 1);
     assert!(!path.exists(), "expired bytes deleted");
     assert_eq!(app.head(&url).await.status(), 410);

@@ -39,7 +39,8 @@ macro_rules! on_both_backends {
 }
 
 pub fn postgres_base_url() -> String {
-    std::env::var("HOIST_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    std::env::var("HOIST_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
 /// A PostgreSQL database of its own for one test. An unreachable server fails the test.
@@ -54,15 +55,25 @@ impl PgTestDb {
         let base = postgres_base_url();
         let mut admin = PgConnection::establish(&format!("{base}/postgres"))
             .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for the tests: {e}"));
-        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).expect("create test database");
-        PgTestDb { url: format!("{base}/{name}"), name }
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .expect("create test database");
+        PgTestDb {
+            url: format!("{base}/{name}"),
+            name,
+        }
     }
 }
 
 impl Drop for PgTestDb {
     fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", postgres_base_url())) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin);
+        if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", postgres_base_url()))
+        {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin);
         }
     }
 }
@@ -84,7 +95,10 @@ impl TestClient {
         TestClient {
             address: format!("http://127.0.0.1:{port}"),
             port,
-            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
             alice: keys.mint("alice", Role::Uploader, hour).expect("token"),
             bob: keys.mint("bob", Role::Uploader, hour).expect("token"),
             admin: keys.mint("root", Role::Admin, hour).expect("token"),
@@ -132,11 +146,19 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     let (mut settings, data_dir, pg) = test_settings(backend);
     tweak(&mut settings);
     let log = hoist::telemetry::build_logger(&settings.log).expect("logger");
-    let app = Application::build(settings.clone(), log).await.expect("application starts");
+    let app = Application::build(settings.clone(), log)
+        .await
+        .expect("application starts");
     let port = app.port();
     let state = app.state();
     actix_rt::spawn(app.run_until_stopped());
-    TestApp { http: TestClient::new(port, &settings), settings, state, _data_dir: data_dir, _pg: pg }
+    TestApp {
+        http: TestClient::new(port, &settings),
+        settings,
+        state,
+        _data_dir: data_dir,
+        _pg: pg,
+    }
 }
 
 impl TestApp {
@@ -163,7 +185,10 @@ impl TestClient {
     }
 
     pub fn tus_as(&self, token: &str, method: Method, url: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, url).bearer_auth(token).header("Tus-Resumable", "1.0.0")
+        self.client
+            .request(method, url)
+            .bearer_auth(token)
+            .header("Tus-Resumable", "1.0.0")
     }
 
     pub async fn create(&self, length: u64) -> Response {
@@ -177,11 +202,21 @@ impl TestClient {
     /// Creates an upload and returns its URL.
     pub async fn create_upload(&self, length: u64) -> String {
         let response = self.create(length).await;
-        assert_eq!(response.status(), 201, "creation failed: {:?}", response.text().await);
+        assert_eq!(
+            response.status(),
+            201,
+            "creation failed: {:?}",
+            response.text().await
+        );
         location(&response)
     }
 
-    pub fn patch_request(&self, url: &str, offset: u64, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
+    pub fn patch_request(
+        &self,
+        url: &str,
+        offset: u64,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::RequestBuilder {
         self.tus(Method::PATCH, url)
             .header("Upload-Offset", offset.to_string())
             .header("Content-Type", "application/offset+octet-stream")
@@ -189,7 +224,10 @@ impl TestClient {
     }
 
     pub async fn patch(&self, url: &str, offset: u64, body: &[u8]) -> Response {
-        self.patch_request(url, offset, body.to_vec()).send().await.expect("PATCH")
+        self.patch_request(url, offset, body.to_vec())
+            .send()
+            .await
+            .expect("PATCH")
     }
 
     pub async fn head(&self, url: &str) -> Response {
@@ -203,7 +241,12 @@ impl TestClient {
     }
 
     pub async fn download(&self, url: &str) -> Response {
-        self.client.get(url).bearer_auth(&self.alice).send().await.expect("GET")
+        self.client
+            .get(url)
+            .bearer_auth(&self.alice)
+            .send()
+            .await
+            .expect("GET")
     }
 
     pub async fn download_bytes(&self, url: &str) -> Vec<u8> {
@@ -223,11 +266,16 @@ pub fn location(response: &Response) -> String {
 }
 
 pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_else(|| panic!("missing header {name}"))
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("missing header {name}"))
 }
 
 pub fn header_u64(headers: &HeaderMap, name: &str) -> u64 {
-    header_str(headers, name).parse().unwrap_or_else(|_| panic!("{name} is not a number"))
+    header_str(headers, name)
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a number"))
 }
 
 pub async fn error_code(response: Response) -> String {
@@ -237,5 +285,7 @@ pub async fn error_code(response: Response) -> String {
 
 /// Deterministic test bytes.
 pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }

@@ -7,7 +7,11 @@ use crate::on_both_backends;
 
 async fn a_retried_creation_returns_the_first_upload(backend: Backend) {
     let app = spawn_app(backend).await;
-    let create = || app.tus(Method::POST, &app.files_url()).header("Upload-Length", "10").header("Idempotency-Key", "\"create-1\"");
+    let create = || {
+        app.tus(Method::POST, &app.files_url())
+            .header("Upload-Length", "10")
+            .header("Idempotency-Key", "\"create-1\"")
+    };
     let first = create().send().await.unwrap();
     assert_eq!(first.status(), 201);
     let second = create().send().await.unwrap();
@@ -16,11 +20,23 @@ async fn a_retried_creation_returns_the_first_upload(backend: Backend) {
     assert_eq!(second.headers()["Idempotent-Replayed"], "true");
     assert_eq!(app.count_uploads(), 1);
     // The same key for a different request is an error, not a replay.
-    let different = app.tus(Method::POST, &app.files_url()).header("Upload-Length", "11").header("Idempotency-Key", "\"create-1\"").send().await.unwrap();
+    let different = app
+        .tus(Method::POST, &app.files_url())
+        .header("Upload-Length", "11")
+        .header("Idempotency-Key", "\"create-1\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(different.status(), 422);
     assert_eq!(error_code(different).await, "idempotency_key_reused");
     // Keys belong to their client: bob's "create-1" is his own.
-    let bobs = app.tus_as(&app.bob, Method::POST, &app.files_url()).header("Upload-Length", "10").header("Idempotency-Key", "\"create-1\"").send().await.unwrap();
+    let bobs = app
+        .tus_as(&app.bob, Method::POST, &app.files_url())
+        .header("Upload-Length", "10")
+        .header("Idempotency-Key", "\"create-1\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bobs.status(), 201);
     assert_ne!(location(&bobs), location(&first));
     assert_eq!(app.count_uploads(), 2);
@@ -30,7 +46,10 @@ on_both_backends!(a_retried_creation_returns_the_first_upload);
 async fn a_retried_patch_replays_and_changes_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     let url = app.create_upload(10).await;
-    let patch = || app.patch_request(&url, 0, b"abcde".to_vec()).header("Idempotency-Key", "p-1");
+    let patch = || {
+        app.patch_request(&url, 0, b"abcde".to_vec())
+            .header("Idempotency-Key", "p-1")
+    };
     let first = patch().send().await.unwrap();
     assert_eq!(first.status(), 204);
     let retry = patch().send().await.unwrap();
@@ -44,13 +63,23 @@ async fn a_retry_while_the_first_runs_gets_409(backend: Backend) {
     let app = spawn_app(backend).await;
     let url = app.create_upload(10).await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) });
-    let slow = app.patch_request(&url, 0, reqwest::Body::wrap_stream(body))
-        .header("Idempotency-Key", "slow").header("Content-Length", "4").send();
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    let slow = app
+        .patch_request(&url, 0, reqwest::Body::wrap_stream(body))
+        .header("Idempotency-Key", "slow")
+        .header("Content-Length", "4")
+        .send();
     let slow = tokio::spawn(slow);
     tx.send(b"ab".to_vec()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let retry = app.patch_request(&url, 0, b"abcd".to_vec()).header("Idempotency-Key", "slow").send().await.unwrap();
+    let retry = app
+        .patch_request(&url, 0, b"abcd".to_vec())
+        .header("Idempotency-Key", "slow")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(retry.status(), 409);
     assert_eq!(error_code(retry).await, "idempotency_request_in_flight");
     tx.send(b"cd".to_vec()).await.unwrap();

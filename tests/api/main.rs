@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod clients;
 mod concatenation;
 mod crash;
 mod expiry;

@@ -5,8 +5,8 @@ use super::{expires_header, location, require_tus, OFFSET_OCTET_STREAM};
 use crate::auth::Caller;
 use crate::db::models::{StoredResponse, UploadRow, UploadState, CONCAT_FINAL, CONCAT_PARTIAL};
 use crate::db::uploads;
-use crate::domain::{parse_upload_concat, Metadata, UploadConcat, UploadId};
 use crate::domain::{metadata::MetadataLimits, Checksum};
+use crate::domain::{parse_upload_concat, Metadata, UploadConcat, UploadId};
 use crate::error::ApiError;
 use crate::http::body::append_body;
 use crate::http::headers;
@@ -20,7 +20,10 @@ pub async fn create(
     caller: Caller,
     payload: web::Payload,
 ) -> HttpResponse {
-    idempotent(&state, &req, &caller, || run(&state, &req, &caller, payload)).await
+    idempotent(&state, &req, &caller, || {
+        run(&state, &req, &caller, payload)
+    })
+    .await
 }
 
 /// What a creation request asks for.
@@ -39,38 +42,67 @@ fn parse(state: &AppState, req: &HttpRequest) -> Result<Creation, ApiError> {
     let deferred = match headers::optional(req, "Upload-Defer-Length")? {
         None => false,
         Some("1") => true,
-        Some(_) => return Err(ApiError::bad_request("invalid_defer_length", "Upload-Defer-Length must be 1")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_defer_length",
+                "Upload-Defer-Length must be 1",
+            ))
+        }
     };
     let is_final = matches!(concat, Some(UploadConcat::Final(_)));
     match (length, deferred, is_final) {
         (Some(_), true, _) => {
-            return Err(ApiError::bad_request("invalid_length", "send Upload-Length or Upload-Defer-Length, not both"))
+            return Err(ApiError::bad_request(
+                "invalid_length",
+                "send Upload-Length or Upload-Defer-Length, not both",
+            ))
         }
         (None, false, false) => {
-            return Err(ApiError::bad_request("missing_length", "Upload-Length or Upload-Defer-Length: 1 is required"))
+            return Err(ApiError::bad_request(
+                "missing_length",
+                "Upload-Length or Upload-Defer-Length: 1 is required",
+            ))
         }
         (Some(_), _, true) | (_, true, true) => {
-            return Err(ApiError::bad_request("invalid_length", "a final upload's length is the sum of its parts"))
+            return Err(ApiError::bad_request(
+                "invalid_length",
+                "a final upload's length is the sum of its parts",
+            ))
         }
         _ => {}
     }
     if let Some(length) = length.filter(|l| *l > limits.max_size) {
         return Err(ApiError::TooLarge {
             code: "upload_too_large",
-            message: format!("Upload-Length {length} exceeds Tus-Max-Size {}", limits.max_size),
+            message: format!(
+                "Upload-Length {length} exceeds Tus-Max-Size {}",
+                limits.max_size
+            ),
         });
     }
     let metadata = match headers::optional(req, "Upload-Metadata")? {
         Some(raw) => Metadata::parse(
             raw,
-            &MetadataLimits { max_bytes: limits.max_metadata_bytes, max_keys: limits.max_metadata_keys },
+            &MetadataLimits {
+                max_bytes: limits.max_metadata_bytes,
+                max_keys: limits.max_metadata_keys,
+            },
         )?,
         None => Metadata::default(),
     };
-    Ok(Creation { length, metadata, concat })
+    Ok(Creation {
+        length,
+        metadata,
+        concat,
+    })
 }
 
-async fn run(state: &AppState, req: &HttpRequest, caller: &Caller, payload: web::Payload) -> Result<StoredResponse, ApiError> {
+async fn run(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: &Caller,
+    payload: web::Payload,
+) -> Result<StoredResponse, ApiError> {
     require_tus(req)?;
     let creation = parse(state, req)?;
     if let Some(UploadConcat::Final(parts)) = &creation.concat {
@@ -83,7 +115,9 @@ async fn run(state: &AppState, req: &HttpRequest, caller: &Caller, payload: web:
         Some(AppendSpec {
             expected_offset: 0,
             declare_length: None,
-            checksum: headers::optional(req, "Upload-Checksum")?.map(Checksum::parse).transpose()?,
+            checksum: headers::optional(req, "Upload-Checksum")?
+                .map(Checksum::parse)
+                .transpose()?,
             content_length: headers::content_length(req)?,
         })
     } else {
@@ -92,16 +126,24 @@ async fn run(state: &AppState, req: &HttpRequest, caller: &Caller, payload: web:
 
     let id = UploadId::new_random();
     let now = Utc::now();
-    let lifetime = chrono::Duration::from_std(state.settings.upload_lifetime()).unwrap_or(chrono::Duration::days(1));
+    let lifetime = chrono::Duration::from_std(state.settings.upload_lifetime())
+        .unwrap_or(chrono::Duration::days(1));
     let empty = creation.length == Some(0);
     let row = UploadRow {
         id: id.to_string(),
         owner: caller.subject.clone(),
-        state: if empty { UploadState::Complete } else { UploadState::Open }.as_str().to_owned(),
+        state: if empty {
+            UploadState::Complete
+        } else {
+            UploadState::Open
+        }
+        .as_str()
+        .to_owned(),
         upload_length: creation.length.map(|l| l as i64),
         upload_offset: 0,
         metadata: creation.metadata.raw().to_owned(),
-        concat_kind: matches!(creation.concat, Some(UploadConcat::Partial)).then(|| CONCAT_PARTIAL.to_owned()),
+        concat_kind: matches!(creation.concat, Some(UploadConcat::Partial))
+            .then(|| CONCAT_PARTIAL.to_owned()),
         concat_parts: None,
         store_key: id.to_string(),
         part_size: None,
@@ -116,7 +158,10 @@ async fn run(state: &AppState, req: &HttpRequest, caller: &Caller, payload: web:
     // The object first: a row never points at bytes that do not exist.
     state.store.create(&row.store_key).await?;
     let insert = row.clone();
-    state.repo.run(move |conn| uploads::insert(conn, &insert)).await?;
+    state
+        .repo
+        .run(move |conn| uploads::insert(conn, &insert))
+        .await?;
 
     let row = match first_chunk {
         Some(spec) => append_body(state, &id, spec, payload).await?,
@@ -131,30 +176,54 @@ fn created(req: &HttpRequest, row: &UploadRow) -> StoredResponse {
         ("Upload-Offset".to_owned(), row.offset().to_string()),
     ];
     headers.extend(expires_header(row));
-    StoredResponse { status: 201, headers, body: Vec::new() }
+    StoredResponse {
+        status: 201,
+        headers,
+        body: Vec::new(),
+    }
 }
 
 /// A final upload: the partials' bytes joined, in order, into a new complete upload.
-async fn concatenate(state: &AppState, caller: &Caller, parts: &[UploadId], metadata: &str) -> Result<UploadRow, ApiError> {
+async fn concatenate(
+    state: &AppState,
+    caller: &Caller,
+    parts: &[UploadId],
+    metadata: &str,
+) -> Result<UploadRow, ApiError> {
     let ids: Vec<String> = parts.iter().map(ToString::to_string).collect();
     let lookup = ids.clone();
-    let found = state.repo.run(move |conn| uploads::find_many(conn, &lookup)).await?;
+    let found = state
+        .repo
+        .run(move |conn| uploads::find_many(conn, &lookup))
+        .await?;
     let mut sources = Vec::with_capacity(ids.len());
     let mut total: u64 = 0;
     for id in &ids {
-        let row = found.iter().find(|row| &row.id == id).ok_or(ApiError::NotFound)?;
+        let row = found
+            .iter()
+            .find(|row| &row.id == id)
+            .ok_or(ApiError::NotFound)?;
         caller.check_owner(row)?;
         if !row.is_partial_concat() {
-            return Err(ApiError::bad_request("not_a_partial_upload", format!("upload {id} was not created as partial")));
+            return Err(ApiError::bad_request(
+                "not_a_partial_upload",
+                format!("upload {id} was not created as partial"),
+            ));
         }
         if row.state() != UploadState::Complete {
-            return Err(ApiError::bad_request("partial_upload_incomplete", format!("partial upload {id} is not complete")));
+            return Err(ApiError::bad_request(
+                "partial_upload_incomplete",
+                format!("partial upload {id} is not complete"),
+            ));
         }
         total += row.offset();
         sources.push(row.store_key.clone());
     }
     if total > state.settings.uploads.max_size {
-        return Err(ApiError::TooLarge { code: "upload_too_large", message: "the concatenation exceeds Tus-Max-Size".into() });
+        return Err(ApiError::TooLarge {
+            code: "upload_too_large",
+            message: "the concatenation exceeds Tus-Max-Size".into(),
+        });
     }
     let id = UploadId::new_random();
     let written = state.store.concatenate(sources, id.as_str()).await?;
@@ -179,6 +248,9 @@ async fn concatenate(state: &AppState, caller: &Caller, parts: &[UploadId], meta
         lease_token: 0,
     };
     let insert = row.clone();
-    state.repo.run(move |conn| uploads::insert(conn, &insert)).await?;
+    state
+        .repo
+        .run(move |conn| uploads::insert(conn, &insert))
+        .await?;
     Ok(row)
 }

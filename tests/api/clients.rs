@@ -1,0 +1,95 @@
+//! Clients no one here wrote: tus-js-client (npm) and tuspy (PyPI), installed by
+//! scripts/test. Files of several sizes, one interrupted and resumed from its stored URL;
+//! the bytes are then checked here, from the server's side.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::helpers::{bytes, spawn_app, Backend, TestApp};
+use crate::on_both_backends;
+
+const CHUNK: usize = 256 * 1024;
+
+fn write_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    [0usize, 1, 100 * 1024, 3 * 1024 * 1024 + 17]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let path = dir.join(format!("file-{len}.bin"));
+            let data = bytes(len, i as u8);
+            std::fs::write(&path, &data).unwrap();
+            (path, data)
+        })
+        .collect()
+}
+
+async fn run_client(app: &TestApp, program: &str, script: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_files(dir.path());
+    let mut args: Vec<String> = vec![
+        format!("tests/clients/{script}"),
+        format!("{}/files/", app.address),
+        app.alice.clone(),
+        CHUNK.to_string(),
+    ];
+    for (i, (path, _)) in files.iter().enumerate() {
+        // The largest file is interrupted after one chunk and resumed.
+        let resume = if i == files.len() - 1 { "resume:" } else { "" };
+        args.push(format!("{resume}{}", path.display()));
+    }
+    let output = tokio::task::spawn_blocking({
+        let program = program.to_owned();
+        move || Command::new(program).args(&args).output()
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| {
+        panic!("{program} must be installed (scripts/test installs the clients): {e}")
+    });
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("client prints JSON");
+    let uploads = report["uploads"].as_array().unwrap();
+    assert_eq!(uploads.len(), files.len());
+    for ((path, data), upload) in files.iter().zip(uploads) {
+        assert_eq!(upload["path"], path.display().to_string());
+        let url = upload["url"].as_str().unwrap();
+        assert_eq!(
+            app.download_bytes(url).await,
+            *data,
+            "{script}: {}",
+            path.display()
+        );
+    }
+    let resumed = uploads.last().unwrap()["resumed_from"].as_u64().unwrap();
+    assert!(
+        resumed > 0 && resumed < files.last().unwrap().1.len() as u64,
+        "{script} resumed from {resumed}"
+    );
+    assert_eq!(
+        app.count_uploads(),
+        files.len() as i64,
+        "{script}: one upload per file, none from the resume"
+    );
+}
+
+fn python() -> String {
+    std::env::var("HOIST_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+async fn tus_js_client_uploads_and_resumes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    run_client(&app, "node", "tus_js_client.mjs").await;
+}
+on_both_backends!(tus_js_client_uploads_and_resumes);
+
+async fn tuspy_uploads_and_resumes_with_checksums(backend: Backend) {
+    let app = spawn_app(backend).await;
+    run_client(&app, &python(), "tuspy_client.py").await;
+}
+on_both_backends!(tuspy_uploads_and_resumes_with_checksums);
