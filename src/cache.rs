@@ -19,12 +19,7 @@ pub struct UploadCache {
 
 impl UploadCache {
     pub fn new(capacity: u64, ttl: Duration) -> Self {
-        UploadCache {
-            inner: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
-        }
+        UploadCache { inner: Cache::builder().max_capacity(capacity).time_to_live(ttl).build() }
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<UploadRow>> {

@@ -25,6 +25,7 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     pub cache: CacheSettings,
     pub janitor: JanitorSettings,
+    pub downloads: DownloadSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
 }
@@ -61,12 +62,33 @@ pub struct DatabaseSettings {
 pub struct StoreSettings {
     pub kind: StoreKind,
     pub disk: DiskStoreSettings,
+    pub s3: S3StoreSettings,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     Disk,
+    S3,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3StoreSettings {
+    pub bucket: String,
+    /// Empty: AWS itself. Set for S3-compatible services (MinIO, R2, moto…).
+    pub endpoint: String,
+    pub region: String,
+    pub path_style: bool,
+    /// Every object Hoist writes lives under this prefix; the janitor only touches it.
+    pub prefix: String,
+    /// Empty: the standard AWS credential chain (AWS_ACCESS_KEY_ID…, profiles, IRSA).
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// The part size (at least 8 MiB); larger when an upload would need over 10,000 parts.
+    pub preferred_part_size: u64,
+    /// Where parts are assembled before `UploadPart`. Empty: the system temp directory.
+    pub spool_dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,8 +137,20 @@ pub struct CacheSettings {
 #[serde(deny_unknown_fields)]
 pub struct JanitorSettings {
     pub interval_secs: u64,
+    /// Multipart uploads under the prefix that no live upload owns are aborted once they
+    /// are this old (younger ones may belong to a creation still in progress).
+    pub orphan_grace_secs: u64,
     /// Terminated and expired uploads answer 410 for this long, then their rows go.
     pub tombstone_retention_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadSettings {
+    /// How long a signed download URL (S3 presigned or Hoist's own) stays valid.
+    pub url_ttl_secs: u64,
+    /// HMAC key for the disk store's signed URLs. Empty: derived from the JWT secret.
+    pub signing_key: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,25 +191,14 @@ impl Settings {
         // The defaults are compiled in, so the binary runs from any directory; a
         // config/default.toml beside it may still override them.
         let builder = config::Config::builder()
-            .add_source(config::File::from_str(
-                EMBEDDED_DEFAULTS,
-                config::FileFormat::Toml,
-            ))
+            .add_source(config::File::from_str(EMBEDDED_DEFAULTS, config::FileFormat::Toml))
             .add_source(config::File::from(config_dir.join("default.toml")).required(false))
+            .add_source(config::File::from(config_dir.join(format!("{profile}.toml"))).required(false))
             .add_source(
-                config::File::from(config_dir.join(format!("{profile}.toml"))).required(false),
-            )
-            .add_source(
-                config::Environment::with_prefix("HOIST")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
+                config::Environment::with_prefix("HOIST").prefix_separator("__").separator("__").try_parsing(true),
             );
-        let mut settings: Settings = builder
-            .build()
-            .context("reading configuration")?
-            .try_deserialize()
-            .context("invalid configuration")?;
+        let mut settings: Settings =
+            builder.build().context("reading configuration")?.try_deserialize().context("invalid configuration")?;
         settings.profile = profile.to_owned();
         Ok(settings)
     }

@@ -59,10 +59,7 @@ struct ErrorBody<'a> {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest {
-            code,
-            message: message.into(),
-        }
+        ApiError::BadRequest { code, message: message.into() }
     }
 
     pub fn code(&self) -> &'static str {
@@ -93,10 +90,7 @@ impl ApiError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ApiError::Unavailable(_)
-                | ApiError::Internal(_)
-                | ApiError::Locked
-                | ApiError::IdempotencyInFlight
+            ApiError::Unavailable(_) | ApiError::Internal(_) | ApiError::Locked | ApiError::IdempotencyInFlight
         )
     }
 
@@ -117,17 +111,15 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden | ApiError::PatchOnFinal => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
-            ApiError::OffsetMismatch { .. }
-            | ApiError::Conflict { .. }
-            | ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
+            ApiError::OffsetMismatch { .. } | ApiError::Conflict { .. } | ApiError::IdempotencyInFlight => {
+                StatusCode::CONFLICT
+            }
             ApiError::Locked => StatusCode::LOCKED,
             ApiError::Expired | ApiError::Terminated => StatusCode::GONE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedVersion => StatusCode::PRECONDITION_FAILED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::ChecksumMismatch => {
-                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
-            }
+            ApiError::ChecksumMismatch => StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -144,31 +136,18 @@ impl ApiError {
     pub fn to_stored(&self) -> StoredResponse {
         let mut headers = vec![(header::CACHE_CONTROL.to_string(), "no-store".to_owned())];
         match self {
-            ApiError::OffsetMismatch { current, .. } => {
-                headers.push(("Upload-Offset".into(), current.to_string()))
-            }
-            ApiError::UnsupportedVersion => {
-                headers.push(("Tus-Version".into(), crate::http::tus::TUS_VERSION.into()))
-            }
-            ApiError::Unauthorized => {
-                headers.push((header::WWW_AUTHENTICATE.to_string(), "Bearer".into()))
-            }
+            ApiError::OffsetMismatch { current, .. } => headers.push(("Upload-Offset".into(), current.to_string())),
+            ApiError::UnsupportedVersion => headers.push(("Tus-Version".into(), crate::http::tus::TUS_VERSION.into())),
+            ApiError::Unauthorized => headers.push((header::WWW_AUTHENTICATE.to_string(), "Bearer".into())),
             ApiError::Locked | ApiError::Unavailable(_) | ApiError::IdempotencyInFlight => {
                 headers.push((header::RETRY_AFTER.to_string(), "1".into()))
             }
             _ => {}
         }
         headers.push((header::CONTENT_TYPE.to_string(), "application/json".into()));
-        let body = serde_json::to_vec(&ErrorBody {
-            code: self.code(),
-            message: self.public_message(),
-        })
-        .unwrap_or_default();
-        StoredResponse {
-            status: self.status_code().as_u16(),
-            headers,
-            body,
-        }
+        let body =
+            serde_json::to_vec(&ErrorBody { code: self.code(), message: self.public_message() }).unwrap_or_default();
+        StoredResponse { status: self.status_code().as_u16(), headers, body }
     }
 }
 
@@ -202,6 +181,8 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound(key) => ApiError::Internal(format!("store object missing: {key}")),
             StoreError::Io(cause) => ApiError::Unavailable(format!("store: {cause}")),
+            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+            StoreError::Rejected(cause) => ApiError::Internal(cause),
         }
     }
 }

@@ -38,10 +38,7 @@ pub struct InterimIo<T> {
 
 impl<T> InterimIo<T> {
     pub fn new(inner: T) -> Self {
-        InterimIo {
-            inner,
-            interim: InterimSender::default(),
-        }
+        InterimIo { inner, interim: InterimSender::default() }
     }
 
     pub fn interim(&self) -> InterimSender {
@@ -70,11 +67,7 @@ impl<T: AsyncWrite + Unpin> InterimIo<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for InterimIo<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         // While a request body streams in, the dispatcher reads but does not write: send
         // interim responses from here too, so they are not held until the final response.
@@ -86,11 +79,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for InterimIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for InterimIo<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match this.poll_flush_interim(cx) {
             Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_write(cx, buf),
@@ -123,19 +112,13 @@ mod tests {
         let mut wrapped = InterimIo::new(server);
         let interim = wrapped.interim();
         interim.send(b"HTTP/1.1 104 Upload Resumption Supported\r\n\r\n");
-        wrapped
-            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
-            .await
-            .unwrap();
+        wrapped.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
         wrapped.flush().await.unwrap();
         drop(wrapped);
         let mut seen = String::new();
         let mut client = client;
         client.read_to_string(&mut seen).await.unwrap();
-        assert_eq!(
-            seen,
-            "HTTP/1.1 104 Upload Resumption Supported\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"
-        );
+        assert_eq!(seen, "HTTP/1.1 104 Upload Resumption Supported\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use hoist::auth::{parse_ttl, JwtKeys, Role};
 use hoist::cache::UploadCache;
 use hoist::config::Settings;
-use hoist::session::sweep_once;
+use hoist::session::{sweep_once, SweepPolicy};
 use hoist::startup::{open_backends, Application};
 use hoist::telemetry::build_logger;
 
@@ -16,12 +16,7 @@ use hoist::telemetry::build_logger;
 #[command(name = "hoist", version, about = "Resumable upload server")]
 struct Cli {
     /// Directory holding default.toml and {HOIST_ENV}.toml.
-    #[arg(
-        long,
-        global = true,
-        env = "HOIST_CONFIG_DIR",
-        default_value = "config"
-    )]
+    #[arg(long, global = true, env = "HOIST_CONFIG_DIR", default_value = "config")]
     config_dir: PathBuf,
     /// Overrides server.data_dir (SQLite database, disk store, development secret).
     #[arg(long, global = true)]
@@ -93,14 +88,12 @@ fn main() -> anyhow::Result<()> {
         Command::Janitor { once } => actix_rt::System::new().block_on(async move {
             let (repo, store) = open_backends(&settings).await?;
             let cache = UploadCache::new(1, Duration::from_secs(1));
-            let retention = Duration::from_secs(settings.janitor.tombstone_retention_secs);
+            let policy = SweepPolicy::from_settings(&settings);
             loop {
-                let report = sweep_once(&repo, &store, &cache, retention)
-                    .await
-                    .context("janitor sweep")?;
+                let report = sweep_once(&repo, &store, &cache, policy).await.context("janitor sweep")?;
                 println!(
-                    "expired {} uploads, purged {} tombstones and {} idempotency keys",
-                    report.expired, report.tombstones_purged, report.idempotency_keys_purged
+                    "expired {} uploads, purged {} tombstones and {} idempotency keys, aborted {} orphaned multipart uploads",
+                    report.expired, report.tombstones_purged, report.idempotency_keys_purged, report.orphans_aborted
                 );
                 if once {
                     return Ok(());

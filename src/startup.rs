@@ -20,10 +20,11 @@ use crate::cache::UploadCache;
 use crate::config::{Settings, StoreKind};
 use crate::db::Repo;
 use crate::http::routes;
+use crate::http::signed_url::UrlSigner;
 use crate::listener::{InterimIo, InterimSender};
-use crate::session::{run_janitor_loop, SessionRegistry};
+use crate::session::{run_janitor_loop, SessionRegistry, SweepPolicy};
 use crate::state::AppState;
-use crate::store::{DiskStore, Store};
+use crate::store::{DiskStore, S3Store, Store};
 use crate::telemetry;
 
 pub struct Application {
@@ -37,19 +38,17 @@ pub struct Application {
 /// and `janitor`.
 pub async fn open_backends(settings: &Settings) -> anyhow::Result<(Repo, Arc<Store>)> {
     let url = settings.database_url();
-    let (pool_size, timeout) = (
-        settings.database.pool_size,
-        Duration::from_secs(settings.database.connect_timeout_secs),
-    );
+    let (pool_size, timeout) =
+        (settings.database.pool_size, Duration::from_secs(settings.database.connect_timeout_secs));
     let repo = tokio::task::spawn_blocking(move || Repo::connect(&url, pool_size, timeout))
         .await
         .context("database start-up task")?
         .context("opening the database")?;
     let store = match settings.store.kind {
         StoreKind::Disk => Store::Disk(
-            DiskStore::new(settings.disk_store_path(), settings.store.disk.fsync)
-                .context("opening the disk store")?,
+            DiskStore::new(settings.disk_store_path(), settings.store.disk.fsync).context("opening the disk store")?,
         ),
+        StoreKind::S3 => Store::S3(S3Store::connect(&settings.store.s3).await.context("configuring the S3 store")?),
     };
     Ok((repo, Arc::new(store)))
 }
@@ -64,10 +63,7 @@ impl Application {
                 "mint_a_token" => "hoist token --sub alice --role uploader");
         }
         let (repo, store) = open_backends(&settings).await?;
-        let cache = UploadCache::new(
-            settings.cache.capacity,
-            Duration::from_secs(settings.cache.ttl_secs),
-        );
+        let cache = UploadCache::new(settings.cache.capacity, Duration::from_secs(settings.cache.ttl_secs));
         // Sessions live on their own arbiter: when the HTTP workers stop and cut bodies,
         // the sessions still commit what arrived.
         let sessions_arbiter = Arbiter::new();
@@ -78,7 +74,12 @@ impl Application {
             cache.clone(),
             sessions_arbiter.handle(),
         );
+        let signing_key = match settings.downloads.signing_key.as_str() {
+            "" => keys.derive_key("hoist download URLs v1"),
+            key => key.as_bytes().to_vec(),
+        };
         let state = web::Data::new(AppState {
+            signer: UrlSigner::new(signing_key),
             settings: settings.clone(),
             repo: repo.clone(),
             store: store.clone(),
@@ -93,17 +94,15 @@ impl Application {
             store,
             cache,
             Duration::from_secs(settings.janitor.interval_secs.max(1)),
-            Duration::from_secs(settings.janitor.tombstone_retention_secs),
+            SweepPolicy::from_settings(&settings),
             log.clone(),
         ));
 
-        let listener = TcpListener::bind(settings.server.listen)
-            .with_context(|| format!("binding {}", settings.server.listen))?;
+        let listener =
+            TcpListener::bind(settings.server.listen).with_context(|| format!("binding {}", settings.server.listen))?;
         let address = listener.local_addr()?;
         let workers = match settings.server.workers {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             n => n,
         };
         let server_settings = settings.server.clone();
@@ -120,9 +119,7 @@ impl Application {
                     .configure(routes::configure);
                 let http = HttpService::build()
                     .keep_alive(Duration::from_secs(server_settings.keep_alive_secs))
-                    .client_request_timeout(Duration::from_millis(
-                        server_settings.client_request_timeout_ms,
-                    ))
+                    .client_request_timeout(Duration::from_millis(server_settings.client_request_timeout_ms))
                     .local_addr(address)
                     .on_connect_ext(|io: &InterimIo<actix_rt::net::TcpStream>, ext| {
                         ext.insert::<InterimSender>(io.interim());
@@ -130,22 +127,14 @@ impl Application {
                     .h1(map_config(app, |_| AppConfig::default()));
                 fn_service(|io: actix_rt::net::TcpStream| {
                     let peer = io.peer_addr().ok();
-                    std::future::ready(Ok::<_, actix_http::error::DispatchError>((
-                        InterimIo::new(io),
-                        peer,
-                    )))
+                    std::future::ready(Ok::<_, actix_http::error::DispatchError>((InterimIo::new(io), peer)))
                 })
                 .and_then(http)
             })?
             .run();
         slog::info!(log, "listening"; "address" => %address, "workers" => workers,
             "database" => ?state.repo.backend(), "store" => state.store.backend_name());
-        Ok(Application {
-            port: address.port(),
-            server,
-            state,
-            sessions_arbiter,
-        })
+        Ok(Application { port: address.port(), server, state, sessions_arbiter })
     }
 
     pub fn port(&self) -> u16 {
@@ -168,10 +157,7 @@ impl Application {
         let signals = async move {
             wait_for_signal().await;
             state.shutting_down.store(true, Ordering::SeqCst);
-            slog::info!(
-                state.log,
-                "shutting down: no new connections, cutting bodies after the grace period"
-            );
+            slog::info!(state.log, "shutting down: no new connections, cutting bodies after the grace period");
             handle.stop(true).await;
         };
         tokio::select! {
@@ -190,10 +176,7 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
             return std::future::pending().await;
         };
         tokio::select! {

@@ -8,6 +8,7 @@ use crate::db::models::UploadRow;
 use crate::db::{uploads, Repo};
 use crate::domain::UploadId;
 use crate::error::ApiError;
+use crate::http::signed_url::UrlSigner;
 use crate::session::SessionRegistry;
 use crate::store::Store;
 
@@ -19,6 +20,7 @@ pub struct AppState {
     pub cache: UploadCache,
     pub sessions: SessionRegistry,
     pub keys: JwtKeys,
+    pub signer: UrlSigner,
     pub log: slog::Logger,
     pub shutting_down: AtomicBool,
 }
@@ -30,11 +32,7 @@ impl AppState {
             return Ok(row);
         }
         let key = id.to_string();
-        let row = self
-            .repo
-            .run(move |conn| uploads::find(conn, &key))
-            .await?
-            .ok_or(ApiError::NotFound)?;
+        let row = self.repo.run(move |conn| uploads::find(conn, &key)).await?.ok_or(ApiError::NotFound)?;
         Ok(self.cache.put_if_settled(row))
     }
 

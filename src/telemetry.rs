@@ -18,30 +18,18 @@ pub fn build_logger(settings: &LogSettings) -> anyhow::Result<slog::Logger> {
         return Ok(slog::Logger::root(slog::Discard, o!()));
     }
     let level: slog::Level = settings.level.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "log.level {:?} is not one of error, warn, info, debug, trace, off",
-            settings.level
-        )
+        anyhow::anyhow!("log.level {:?} is not one of error, warn, info, debug, trace, off", settings.level)
     })?;
     let logger = match settings.format {
         LogFormat::Json => {
-            let drain = slog_json::Json::new(std::io::stdout())
-                .add_default_keys()
-                .build()
-                .fuse();
-            let drain = slog_async::Async::new(drain)
-                .build()
-                .filter_level(level)
-                .fuse();
+            let drain = slog_json::Json::new(std::io::stdout()).add_default_keys().build().fuse();
+            let drain = slog_async::Async::new(drain).build().filter_level(level).fuse();
             slog::Logger::root(drain, o!("service" => "hoist"))
         }
         LogFormat::Term => {
             let decorator = slog_term::TermDecorator::new().stdout().build();
             let drain = slog_term::CompactFormat::new(decorator).build().fuse();
-            let drain = slog_async::Async::new(drain)
-                .build()
-                .filter_level(level)
-                .fuse();
+            let drain = slog_async::Async::new(drain).build().filter_level(level).fuse();
             slog::Logger::root(drain, o!())
         }
     };
@@ -75,16 +63,11 @@ pub async fn log_requests(
     let path = req.path().to_owned();
     let mut response = next.call(req).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(REQUEST_ID), value);
+        response.headers_mut().insert(HeaderName::from_static(REQUEST_ID), value);
     }
     if let Some(log) = log {
         let status = response.status().as_u16();
-        let route = response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned());
+        let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let error = response.response().error().map(|e| format!("{e:?}"));
         slog::info!(log, "request";

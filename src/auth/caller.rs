@@ -37,20 +37,11 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let caller = (|| {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .ok_or_else(|| ApiError::Internal("no app state".into()))?;
-            let bearer = BearerAuth::from_request(req, payload)
-                .into_inner()
-                .map_err(|_| ApiError::Unauthorized)?;
-            let claims = state
-                .keys
-                .verify(bearer.token())
-                .ok_or(ApiError::Unauthorized)?;
-            Ok(Caller {
-                subject: claims.sub,
-                role: claims.role,
-            })
+            let state =
+                req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::Internal("no app state".into()))?;
+            let bearer = BearerAuth::from_request(req, payload).into_inner().map_err(|_| ApiError::Unauthorized)?;
+            let claims = state.keys.verify(bearer.token()).ok_or(ApiError::Unauthorized)?;
+            Ok(Caller { subject: claims.sub, role: claims.role })
         })();
         ready(caller)
     }

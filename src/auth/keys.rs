@@ -12,6 +12,7 @@ const DEV_SECRET_FILE: &str = "dev-jwt-secret";
 
 /// The HS256 key, resolved once at start-up.
 pub struct JwtKeys {
+    secret: Vec<u8>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -22,16 +23,13 @@ pub struct JwtKeys {
 impl JwtKeys {
     /// Secret from `auth.jwt_secret`, else `auth.jwt_secret_file`, else (development only)
     /// a random secret kept in the data directory. Anything else refuses to start.
-    pub fn from_settings(
-        settings: &Settings,
-    ) -> anyhow::Result<(JwtKeys, Option<std::path::PathBuf>)> {
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<(JwtKeys, Option<std::path::PathBuf>)> {
         let auth = &settings.auth;
         let (secret, generated) = if !auth.jwt_secret.is_empty() {
             (auth.jwt_secret.clone().into_bytes(), None)
         } else if !auth.jwt_secret_file.is_empty() {
-            let raw = std::fs::read_to_string(&auth.jwt_secret_file).with_context(|| {
-                format!("reading auth.jwt_secret_file {}", auth.jwt_secret_file)
-            })?;
+            let raw = std::fs::read_to_string(&auth.jwt_secret_file)
+                .with_context(|| format!("reading auth.jwt_secret_file {}", auth.jwt_secret_file))?;
             (raw.trim().as_bytes().to_vec(), None)
         } else if auth.generate_dev_secret {
             let path = settings.server.data_dir.join(DEV_SECRET_FILE);
@@ -60,6 +58,7 @@ impl JwtKeys {
             None => validation.validate_aud = false,
         }
         let keys = JwtKeys {
+            secret: secret.clone(),
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
             validation,
@@ -69,10 +68,17 @@ impl JwtKeys {
         Ok((keys, generated))
     }
 
+    /// A key for another purpose derived from the secret (HMAC-SHA256 of `label`), so one
+    /// configured secret can sign download URLs without reusing the JWT key itself.
+    pub fn derive_key(&self, label: &str) -> Vec<u8> {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .ok()
-            .map(|data| data.claims)
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok().map(|data| data.claims)
     }
 
     pub fn mint(&self, subject: &str, role: Role, ttl: Duration) -> anyhow::Result<String> {
@@ -86,11 +92,7 @@ impl JwtKeys {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        Ok(jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.encoding,
-        )?)
+        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
     }
 }
 
@@ -112,11 +114,7 @@ fn dev_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     file.write_all(contents)?;
     Ok(())
 }
@@ -130,9 +128,7 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 pub fn parse_ttl(raw: &str) -> anyhow::Result<Duration> {
     let raw = raw.trim();
     let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
-    let value: u64 = digits
-        .parse()
-        .with_context(|| format!("invalid duration {raw:?}"))?;
+    let value: u64 = digits.parse().with_context(|| format!("invalid duration {raw:?}"))?;
     let seconds = match unit {
         "" | "s" => value,
         "m" => value * 60,

@@ -23,16 +23,10 @@ pub enum Backend {
 impl DbConnection {
     pub fn run_migrations(&mut self) -> anyhow::Result<()> {
         let applied = match self {
-            DbConnection::Sqlite(conn) => conn
-                .run_pending_migrations(SQLITE_MIGRATIONS)
-                .map(|v| v.len()),
-            DbConnection::Postgres(conn) => conn
-                .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(|v| v.len()),
+            DbConnection::Sqlite(conn) => conn.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+            DbConnection::Postgres(conn) => conn.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
         };
-        applied
-            .map(|_| ())
-            .map_err(|e| anyhow::anyhow!("running migrations: {e}"))
+        applied.map(|_| ()).map_err(|e| anyhow::anyhow!("running migrations: {e}"))
     }
 
     pub fn has_pending_migrations(&mut self) -> anyhow::Result<bool> {
@@ -57,10 +51,7 @@ impl ConnectionManager {
             (Backend::Postgres, url.to_owned())
         } else {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
-            if let Some(parent) = std::path::Path::new(path)
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-            {
+            if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)?;
             }
             (Backend::Sqlite, path.to_owned())
@@ -79,12 +70,11 @@ impl ManageConnection for ConnectionManager {
 
     fn connect(&self) -> Result<DbConnection, r2d2::Error> {
         match self.backend {
-            Backend::Postgres => PgConnection::establish(&self.url)
-                .map(DbConnection::Postgres)
-                .map_err(r2d2::Error::ConnectionError),
+            Backend::Postgres => {
+                PgConnection::establish(&self.url).map(DbConnection::Postgres).map_err(r2d2::Error::ConnectionError)
+            }
             Backend::Sqlite => {
-                let mut conn =
-                    SqliteConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?;
+                let mut conn = SqliteConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?;
                 // WAL lets readers run beside the writer; synchronous=FULL makes a commit
                 // durable before we acknowledge bytes; busy_timeout queues writers instead
                 // of failing them.
@@ -99,10 +89,7 @@ impl ManageConnection for ConnectionManager {
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
-        diesel::sql_query("SELECT 1")
-            .execute(conn)
-            .map(|_| ())
-            .map_err(r2d2::Error::QueryError)
+        diesel::sql_query("SELECT 1").execute(conn).map(|_| ()).map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, _conn: &mut DbConnection) -> bool {

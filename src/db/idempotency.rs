@@ -18,13 +18,7 @@ pub enum Begin {
     FingerprintMismatch,
 }
 
-type Row = (
-    String,
-    Option<i32>,
-    Option<String>,
-    Option<Vec<u8>>,
-    NaiveDateTime,
-);
+type Row = (String, Option<i32>, Option<String>, Option<Vec<u8>>, NaiveDateTime);
 
 pub fn begin(
     conn: &mut DbConnection,
@@ -37,13 +31,7 @@ pub fn begin(
     for _ in 0..2 {
         let existing: Option<Row> = k::idempotency_keys
             .find((scope, key))
-            .select((
-                k::fingerprint,
-                k::status,
-                k::response_headers,
-                k::response_body,
-                k::expires_at,
-            ))
+            .select((k::fingerprint, k::status, k::response_headers, k::response_body, k::expires_at))
             .first(conn)
             .optional()?;
         match existing {
@@ -55,9 +43,8 @@ pub fn begin(
             }
             Some((_, None, _, _, _)) => return Ok(Begin::InFlight),
             Some((_, Some(status), headers, body, _)) => {
-                let headers = headers
-                    .and_then(|h| serde_json::from_str::<Vec<(String, String)>>(&h).ok())
-                    .unwrap_or_default();
+                let headers =
+                    headers.and_then(|h| serde_json::from_str::<Vec<(String, String)>>(&h).ok()).unwrap_or_default();
                 return Ok(Begin::Replay(StoredResponse {
                     status: u16::try_from(status).unwrap_or(500),
                     headers,
@@ -84,12 +71,7 @@ pub fn begin(
     Ok(Begin::InFlight)
 }
 
-pub fn finish(
-    conn: &mut DbConnection,
-    scope: &str,
-    key: &str,
-    response: &StoredResponse,
-) -> Result<(), DbError> {
+pub fn finish(conn: &mut DbConnection, scope: &str, key: &str, response: &StoredResponse) -> Result<(), DbError> {
     let headers = serde_json::to_string(&response.headers).unwrap_or_else(|_| "[]".to_owned());
     diesel::update(k::idempotency_keys.find((scope, key)))
         .set((
@@ -103,12 +85,7 @@ pub fn finish(
 
 /// Frees a key whose request failed transiently, so that a retry runs again.
 pub fn abandon(conn: &mut DbConnection, scope: &str, key: &str) -> Result<(), DbError> {
-    diesel::delete(
-        k::idempotency_keys
-            .find((scope, key))
-            .filter(k::status.is_null()),
-    )
-    .execute(conn)?;
+    diesel::delete(k::idempotency_keys.find((scope, key)).filter(k::status.is_null())).execute(conn)?;
     Ok(())
 }
 

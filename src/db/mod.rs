@@ -61,9 +61,7 @@ impl Repo {
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool
-                .get()
-                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
             query(&mut conn).map_err(classify)
         })
         .await
@@ -71,14 +69,8 @@ impl Repo {
     }
 
     /// Runs `query` synchronously (CLI commands, tests).
-    pub fn run_blocking<T>(
-        &self,
-        query: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
-    ) -> Result<T, DbError> {
-        let mut conn = self
-            .pool
-            .get()
-            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+    pub fn run_blocking<T>(&self, query: impl FnOnce(&mut DbConnection) -> Result<T, DbError>) -> Result<T, DbError> {
+        let mut conn = self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
         query(&mut conn).map_err(classify)
     }
 }
@@ -87,13 +79,10 @@ impl Repo {
 fn classify(err: DbError) -> DbError {
     use diesel::result::Error as E;
     match err {
-        DbError::Query(E::DatabaseError(
-            diesel::result::DatabaseErrorKind::ClosedConnection,
-            info,
-        )) => DbError::Unavailable(info.message().to_owned()),
-        DbError::Query(E::BrokenTransactionManager) => {
-            DbError::Unavailable("broken transaction".into())
+        DbError::Query(E::DatabaseError(diesel::result::DatabaseErrorKind::ClosedConnection, info)) => {
+            DbError::Unavailable(info.message().to_owned())
         }
+        DbError::Query(E::BrokenTransactionManager) => DbError::Unavailable("broken transaction".into()),
         other => other,
     }
 }

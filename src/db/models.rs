@@ -57,6 +57,7 @@ pub struct UploadRow {
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<NaiveDateTime>,
     pub lease_token: i64,
+    pub multipart_id: Option<String>,
 }
 
 impl UploadRow {

@@ -19,6 +19,7 @@ diesel::table! {
         lease_owner -> Nullable<Text>,
         lease_expires_at -> Nullable<Timestamp>,
         lease_token -> BigInt,
+        multipart_id -> Nullable<Text>,
     }
 }
 

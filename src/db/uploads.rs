@@ -5,6 +5,7 @@ use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::models::{UploadRow, UploadState};
+use super::schema::parts::dsl as p;
 use super::schema::uploads::dsl as u;
 use super::{DbConnection, DbError};
 
@@ -18,18 +19,11 @@ pub fn insert(conn: &mut DbConnection, row: &UploadRow) -> Result<(), DbError> {
 }
 
 pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<UploadRow>, DbError> {
-    Ok(u::uploads
-        .find(id)
-        .select(UploadRow::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(u::uploads.find(id).select(UploadRow::as_select()).first(conn).optional()?)
 }
 
 pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> Result<Vec<UploadRow>, DbError> {
-    Ok(u::uploads
-        .filter(u::id.eq_any(ids))
-        .select(UploadRow::as_select())
-        .load(conn)?)
+    Ok(u::uploads.filter(u::id.eq_any(ids)).select(UploadRow::as_select()).load(conn)?)
 }
 
 pub enum LeaseOutcome {
@@ -48,18 +42,11 @@ pub fn acquire_lease(
 ) -> Result<LeaseOutcome, DbError> {
     let now = now();
     let updated = diesel::update(
-        u::uploads.filter(u::id.eq(id)).filter(
-            u::lease_owner
-                .is_null()
-                .or(u::lease_owner.eq(node))
-                .or(u::lease_expires_at.lt(now)),
-        ),
+        u::uploads
+            .filter(u::id.eq(id))
+            .filter(u::lease_owner.is_null().or(u::lease_owner.eq(node)).or(u::lease_expires_at.lt(now))),
     )
-    .set((
-        u::lease_owner.eq(node),
-        u::lease_expires_at.eq(until),
-        u::lease_token.eq(u::lease_token + 1),
-    ))
+    .set((u::lease_owner.eq(node), u::lease_expires_at.eq(until), u::lease_token.eq(u::lease_token + 1)))
     .execute(conn)?;
     match (updated, find(conn, id)?) {
         (1, Some(row)) => Ok(LeaseOutcome::Acquired(Box::new(row))),
@@ -69,33 +56,17 @@ pub fn acquire_lease(
 }
 
 /// Extends a held lease; false if it was lost (another node fenced us out).
-pub fn renew_lease(
-    conn: &mut DbConnection,
-    id: &str,
-    token: i64,
-    until: NaiveDateTime,
-) -> Result<bool, DbError> {
-    let updated = diesel::update(
-        u::uploads
-            .filter(u::id.eq(id))
-            .filter(u::lease_token.eq(token)),
-    )
-    .set(u::lease_expires_at.eq(until))
-    .execute(conn)?;
+pub fn renew_lease(conn: &mut DbConnection, id: &str, token: i64, until: NaiveDateTime) -> Result<bool, DbError> {
+    let updated = diesel::update(u::uploads.filter(u::id.eq(id)).filter(u::lease_token.eq(token)))
+        .set(u::lease_expires_at.eq(until))
+        .execute(conn)?;
     Ok(updated == 1)
 }
 
 pub fn release_lease(conn: &mut DbConnection, id: &str, token: i64) -> Result<(), DbError> {
-    diesel::update(
-        u::uploads
-            .filter(u::id.eq(id))
-            .filter(u::lease_token.eq(token)),
-    )
-    .set((
-        u::lease_owner.eq(None::<String>),
-        u::lease_expires_at.eq(None::<NaiveDateTime>),
-    ))
-    .execute(conn)?;
+    diesel::update(u::uploads.filter(u::id.eq(id)).filter(u::lease_token.eq(token)))
+        .set((u::lease_owner.eq(None::<String>), u::lease_expires_at.eq(None::<NaiveDateTime>)))
+        .execute(conn)?;
     Ok(())
 }
 
@@ -107,21 +78,49 @@ pub struct Progress {
     pub declare_length: Option<u64>,
     pub complete: bool,
     pub lease_until: NaiveDateTime,
+    /// S3 parts uploaded by this write: (number, size, ETag).
+    pub new_parts: Vec<(i32, i64, String)>,
 }
 
 /// Advances the offset by compare-and-set: the row must still be open, at `from_offset`,
-/// and leased under `token`. Returns the new row, or None if any of those changed.
+/// and leased under `token`; the new parts are recorded in the same transaction. Returns
+/// the new row, or None if any of those changed.
 pub fn commit_progress(
     conn: &mut DbConnection,
     id: &str,
     token: i64,
     progress: &Progress,
 ) -> Result<Option<UploadRow>, DbError> {
+    conn.transaction(|conn| {
+        let Some(row) = advance(conn, id, token, progress)? else { return Ok(None) };
+        for (number, size, etag) in &progress.new_parts {
+            diesel::delete(p::parts.filter(p::upload_id.eq(id)).filter(p::part_number.eq(number))).execute(conn)?;
+            diesel::insert_into(p::parts)
+                .values((
+                    p::upload_id.eq(id),
+                    p::part_number.eq(number),
+                    p::size.eq(size),
+                    p::etag.eq(etag),
+                    p::created_at.eq(now()),
+                ))
+                .execute(conn)?;
+        }
+        Ok(Some(row))
+    })
+}
+
+/// The recorded S3 parts of an upload, in order: (number, size, ETag).
+pub fn list_parts(conn: &mut DbConnection, id: &str) -> Result<Vec<(i32, i64, String)>, DbError> {
+    Ok(p::parts
+        .filter(p::upload_id.eq(id))
+        .order(p::part_number.asc())
+        .select((p::part_number, p::size, p::etag))
+        .load(conn)?)
+}
+
+fn advance(conn: &mut DbConnection, id: &str, token: i64, progress: &Progress) -> Result<Option<UploadRow>, DbError> {
     let now = now();
-    let (Ok(from), Ok(to)) = (
-        i64::try_from(progress.from_offset),
-        i64::try_from(progress.to_offset),
-    ) else {
+    let (Ok(from), Ok(to)) = (i64::try_from(progress.from_offset), i64::try_from(progress.to_offset)) else {
         return Ok(None);
     };
     let target = u::uploads
@@ -129,11 +128,7 @@ pub fn commit_progress(
         .filter(u::lease_token.eq(token))
         .filter(u::upload_offset.eq(from))
         .filter(u::state.eq(UploadState::Open.as_str()));
-    let state = if progress.complete {
-        UploadState::Complete
-    } else {
-        UploadState::Open
-    };
+    let state = if progress.complete { UploadState::Complete } else { UploadState::Open };
     let completed_at = progress.complete.then_some(now);
     let updated = match progress.declare_length.map(i64::try_from) {
         Some(Ok(length)) => diesel::update(target.filter(u::upload_length.is_null()))
@@ -205,10 +200,7 @@ pub fn mark_expired(conn: &mut DbConnection, id: &str) -> Result<bool, DbError> 
             .filter(u::expires_at.lt(now))
             .filter(u::lease_owner.is_null().or(u::lease_expires_at.lt(now))),
     )
-    .set((
-        u::state.eq(UploadState::Expired.as_str()),
-        u::updated_at.eq(now),
-    ))
+    .set((u::state.eq(UploadState::Expired.as_str()), u::updated_at.eq(now)))
     .execute(conn)?;
     Ok(updated == 1)
 }
@@ -217,11 +209,18 @@ pub fn mark_expired(conn: &mut DbConnection, id: &str) -> Result<bool, DbError> 
 pub fn purge_tombstones(conn: &mut DbConnection, before: NaiveDateTime) -> Result<usize, DbError> {
     Ok(diesel::delete(
         u::uploads
-            .filter(u::state.eq_any([
-                UploadState::Terminated.as_str(),
-                UploadState::Expired.as_str(),
-            ]))
+            .filter(u::state.eq_any([UploadState::Terminated.as_str(), UploadState::Expired.as_str()]))
             .filter(u::updated_at.lt(before)),
     )
     .execute(conn)?)
+}
+
+/// Which of these multipart upload ids belong to open uploads.
+pub fn open_multipart_ids(conn: &mut DbConnection, ids: &[String]) -> Result<Vec<String>, DbError> {
+    let owned: Vec<Option<String>> = u::uploads
+        .filter(u::multipart_id.eq_any(ids))
+        .filter(u::state.eq(UploadState::Open.as_str()))
+        .select(u::multipart_id)
+        .load(conn)?;
+    Ok(owned.into_iter().flatten().collect())
 }

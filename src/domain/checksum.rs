@@ -25,10 +25,7 @@ impl ChecksumAlgorithm {
             "crc32c" => Ok(ChecksumAlgorithm::Crc32c),
             _ => Err(ParseError::new(
                 "checksum_algorithm_unsupported",
-                format!(
-                    "checksum algorithm {name:?} is not supported; use one of {}",
-                    Self::ADVERTISED
-                ),
+                format!("checksum algorithm {name:?} is not supported; use one of {}", Self::ADVERTISED),
             )),
         }
     }
@@ -72,29 +69,18 @@ pub struct Checksum {
 
 impl Checksum {
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        let (name, encoded) = raw.trim().split_once(' ').ok_or_else(|| {
-            ParseError::new(
-                "invalid_checksum",
-                "Upload-Checksum is `<algorithm> <base64 digest>`",
-            )
-        })?;
+        let (name, encoded) = raw
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| ParseError::new("invalid_checksum", "Upload-Checksum is `<algorithm> <base64 digest>`"))?;
         let algorithm = ChecksumAlgorithm::parse(name)?;
         let digest = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
-            .map_err(|_| {
-                ParseError::new(
-                    "invalid_checksum",
-                    "the Upload-Checksum digest is not base64",
-                )
-            })?;
+            .map_err(|_| ParseError::new("invalid_checksum", "the Upload-Checksum digest is not base64"))?;
         if digest.len() != algorithm.digest_len() {
             return Err(ParseError::new(
                 "invalid_checksum",
-                format!(
-                    "a {algorithm} digest is {} bytes, not {}",
-                    algorithm.digest_len(),
-                    digest.len()
-                ),
+                format!("a {algorithm} digest is {} bytes, not {}", algorithm.digest_len(), digest.len()),
             ));
         }
         Ok(Checksum { algorithm, digest })
@@ -162,22 +148,10 @@ mod tests {
 
     #[test]
     fn unknown_algorithm_has_its_own_code() {
-        assert_eq!(
-            Checksum::parse("sha512 AAAA").unwrap_err().code,
-            "checksum_algorithm_unsupported"
-        );
-        assert_eq!(
-            Checksum::parse("sha1 not-base64!").unwrap_err().code,
-            "invalid_checksum"
-        );
-        assert_eq!(
-            Checksum::parse("sha1 AAAA").unwrap_err().code,
-            "invalid_checksum"
-        );
-        assert_eq!(
-            Checksum::parse("sha1").unwrap_err().code,
-            "invalid_checksum"
-        );
+        assert_eq!(Checksum::parse("sha512 AAAA").unwrap_err().code, "checksum_algorithm_unsupported");
+        assert_eq!(Checksum::parse("sha1 not-base64!").unwrap_err().code, "invalid_checksum");
+        assert_eq!(Checksum::parse("sha1 AAAA").unwrap_err().code, "invalid_checksum");
+        assert_eq!(Checksum::parse("sha1").unwrap_err().code, "invalid_checksum");
     }
 
     proptest! {

@@ -16,10 +16,7 @@ pub fn parse_upload_concat(raw: &str, max_parts: usize) -> Result<UploadConcat, 
         return Ok(UploadConcat::Partial);
     }
     let Some(list) = raw.strip_prefix("final;") else {
-        return Err(ParseError::new(
-            "invalid_upload_concat",
-            "Upload-Concat is `partial` or `final;<urls>`",
-        ));
+        return Err(ParseError::new("invalid_upload_concat", "Upload-Concat is `partial` or `final;<urls>`"));
     };
     let mut ids = Vec::new();
     for url in list.split_ascii_whitespace() {
@@ -30,23 +27,14 @@ pub fn parse_upload_concat(raw: &str, max_parts: usize) -> Result<UploadConcat, 
             ));
         }
         let path = url.split(['?', '#']).next().unwrap_or_default();
-        let last = path
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or_default();
-        ids.push(UploadId::parse(last).map_err(|_| {
-            ParseError::new(
-                "invalid_upload_concat",
-                format!("{url:?} is not an upload URL"),
-            )
-        })?);
+        let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+        ids.push(
+            UploadId::parse(last)
+                .map_err(|_| ParseError::new("invalid_upload_concat", format!("{url:?} is not an upload URL")))?,
+        );
     }
     if ids.is_empty() {
-        return Err(ParseError::new(
-            "invalid_upload_concat",
-            "a final upload needs at least one partial upload",
-        ));
+        return Err(ParseError::new("invalid_upload_concat", "a final upload needs at least one partial upload"));
     }
     Ok(UploadConcat::Final(ids))
 }
@@ -63,17 +51,8 @@ mod tests {
     fn parses_paths_and_absolute_urls() {
         let raw = format!("final;/files/{A} http://example.test/files/{B}");
         let parsed = parse_upload_concat(&raw, 10).unwrap();
-        assert_eq!(
-            parsed,
-            UploadConcat::Final(vec![
-                UploadId::parse(A).unwrap(),
-                UploadId::parse(B).unwrap()
-            ])
-        );
-        assert_eq!(
-            parse_upload_concat("partial", 10).unwrap(),
-            UploadConcat::Partial
-        );
+        assert_eq!(parsed, UploadConcat::Final(vec![UploadId::parse(A).unwrap(), UploadId::parse(B).unwrap()]));
+        assert_eq!(parse_upload_concat("partial", 10).unwrap(), UploadConcat::Partial);
     }
 
     #[test]
@@ -82,10 +61,7 @@ mod tests {
         assert!(parse_upload_concat("final;/files/../x", 10).is_err());
         assert!(parse_upload_concat("whole", 10).is_err());
         let many = format!("final;{}", vec![format!("/files/{A}"); 3].join(" "));
-        assert_eq!(
-            parse_upload_concat(&many, 2).unwrap_err().code,
-            "too_many_concat_parts"
-        );
+        assert_eq!(parse_upload_concat(&many, 2).unwrap_err().code, "too_many_concat_parts");
     }
 
     proptest! {

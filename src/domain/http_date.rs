@@ -12,10 +12,7 @@ mod tests {
 
     #[test]
     fn formats_imf_fixdate() {
-        let at = Utc
-            .with_ymd_and_hms(1994, 11, 6, 8, 49, 37)
-            .single()
-            .expect("valid date");
+        let at = Utc.with_ymd_and_hms(1994, 11, 6, 8, 49, 37).single().expect("valid date");
         assert_eq!(http_date(at), "Sun, 06 Nov 1994 08:49:37 GMT");
     }
 }

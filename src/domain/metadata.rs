@@ -47,22 +47,16 @@ impl Metadata {
                 return Err(invalid("an Upload-Metadata key is empty".into()));
             }
             if !key.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
-                return Err(invalid(format!(
-                    "Upload-Metadata key {key:?} must be printable ASCII"
-                )));
+                return Err(invalid(format!("Upload-Metadata key {key:?} must be printable ASCII")));
             }
             if value.contains(' ') {
-                return Err(invalid(format!(
-                    "Upload-Metadata value for {key:?} has a space"
-                )));
+                return Err(invalid(format!("Upload-Metadata value for {key:?} has a space")));
             }
             let decoded = METADATA_BASE64
                 .decode(value)
                 .map_err(|_| invalid(format!("Upload-Metadata value for {key:?} is not base64")))?;
             if pairs.iter().any(|(k, _)| k == key) {
-                return Err(invalid(format!(
-                    "Upload-Metadata key {key:?} appears twice"
-                )));
+                return Err(invalid(format!("Upload-Metadata key {key:?} appears twice")));
             }
             pairs.push((key.to_owned(), decoded));
             if pairs.len() > limits.max_keys {
@@ -72,10 +66,7 @@ impl Metadata {
                 ));
             }
         }
-        Ok(Metadata {
-            raw: raw.to_owned(),
-            pairs,
-        })
+        Ok(Metadata { raw: raw.to_owned(), pairs })
     }
 
     /// Builds metadata from decoded pairs (for form uploads), producing the header form.
@@ -86,10 +77,7 @@ impl Metadata {
                 if v.is_empty() {
                     k.clone()
                 } else {
-                    format!(
-                        "{k} {}",
-                        base64::engine::general_purpose::STANDARD.encode(v)
-                    )
+                    format!("{k} {}", base64::engine::general_purpose::STANDARD.encode(v))
                 }
             })
             .collect::<Vec<_>>()
@@ -99,10 +87,7 @@ impl Metadata {
 
     /// Re-reads a value stored in the database (it was validated when it came in).
     pub fn from_stored(raw: &str) -> Self {
-        let unlimited = MetadataLimits {
-            max_bytes: usize::MAX,
-            max_keys: usize::MAX,
-        };
+        let unlimited = MetadataLimits { max_bytes: usize::MAX, max_keys: usize::MAX };
         Metadata::parse(raw, &unlimited).unwrap_or_default()
     }
 
@@ -115,10 +100,7 @@ impl Metadata {
     }
 
     pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_slice())
+        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
     }
 
     pub fn get_str(&self, key: &str) -> Option<&str> {
@@ -131,24 +113,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const LIMITS: MetadataLimits = MetadataLimits {
-        max_bytes: 4096,
-        max_keys: 8,
-    };
+    const LIMITS: MetadataLimits = MetadataLimits { max_bytes: 4096, max_keys: 8 };
 
     #[test]
     fn parses_the_spec_example() {
-        let m = Metadata::parse(
-            "filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential",
-            &LIMITS,
-        )
-        .unwrap();
+        let m = Metadata::parse("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential", &LIMITS).unwrap();
         assert_eq!(m.get_str("filename"), Some("world_domination_plan.pdf"));
         assert_eq!(m.get("is_confidential"), Some(&b""[..]));
-        assert_eq!(
-            m.raw(),
-            "filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential"
-        );
+        assert_eq!(m.raw(), "filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential");
     }
 
     #[test]
@@ -160,39 +132,18 @@ mod tests {
 
     #[test]
     fn rejects_duplicates_bad_base64_and_empty_keys() {
-        assert_eq!(
-            Metadata::parse("a YQ==,a Yg==", &LIMITS).unwrap_err().code,
-            "invalid_metadata"
-        );
-        assert_eq!(
-            Metadata::parse("a !!!", &LIMITS).unwrap_err().code,
-            "invalid_metadata"
-        );
-        assert_eq!(
-            Metadata::parse(",a YQ==", &LIMITS).unwrap_err().code,
-            "invalid_metadata"
-        );
-        assert_eq!(
-            Metadata::parse("a YQ== Yg==", &LIMITS).unwrap_err().code,
-            "invalid_metadata"
-        );
+        assert_eq!(Metadata::parse("a YQ==,a Yg==", &LIMITS).unwrap_err().code, "invalid_metadata");
+        assert_eq!(Metadata::parse("a !!!", &LIMITS).unwrap_err().code, "invalid_metadata");
+        assert_eq!(Metadata::parse(",a YQ==", &LIMITS).unwrap_err().code, "invalid_metadata");
+        assert_eq!(Metadata::parse("a YQ== Yg==", &LIMITS).unwrap_err().code, "invalid_metadata");
     }
 
     #[test]
     fn enforces_size_and_key_limits() {
-        let many = (0..9)
-            .map(|i| format!("k{i}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        assert_eq!(
-            Metadata::parse(&many, &LIMITS).unwrap_err().code,
-            "metadata_too_large"
-        );
+        let many = (0..9).map(|i| format!("k{i}")).collect::<Vec<_>>().join(",");
+        assert_eq!(Metadata::parse(&many, &LIMITS).unwrap_err().code, "metadata_too_large");
         let big = format!("k {}", "A".repeat(5000));
-        assert_eq!(
-            Metadata::parse(&big, &LIMITS).unwrap_err().code,
-            "metadata_too_large"
-        );
+        assert_eq!(Metadata::parse(&big, &LIMITS).unwrap_err().code, "metadata_too_large");
     }
 
     proptest! {

@@ -24,18 +24,12 @@ pub struct ParseError {
 
 impl ParseError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        ParseError {
-            code,
-            message: message.into(),
-        }
+        ParseError { code, message: message.into() }
     }
 }
 
 impl From<ParseError> for crate::error::ApiError {
     fn from(err: ParseError) -> Self {
-        crate::error::ApiError::BadRequest {
-            code: err.code,
-            message: err.message,
-        }
+        crate::error::ApiError::BadRequest { code: err.code, message: err.message }
     }
 }

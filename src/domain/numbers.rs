@@ -9,10 +9,7 @@ pub fn parse_non_negative(header: &'static str, raw: &str) -> Result<u64, ParseE
         _ => "invalid_header",
     };
     if raw.is_empty() || raw.len() > 19 || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ParseError::new(
-            code,
-            format!("{header} must be a non-negative integer"),
-        ));
+        return Err(ParseError::new(code, format!("{header} must be a non-negative integer")));
     }
     raw.parse::<i64>()
         .ok()
@@ -29,25 +26,12 @@ mod tests {
     fn accepts_plain_digits() {
         assert_eq!(parse_non_negative("Upload-Offset", "0"), Ok(0));
         assert_eq!(parse_non_negative("Upload-Offset", "0042"), Ok(42));
-        assert_eq!(
-            parse_non_negative("Upload-Length", "9223372036854775807"),
-            Ok(i64::MAX as u64)
-        );
+        assert_eq!(parse_non_negative("Upload-Length", "9223372036854775807"), Ok(i64::MAX as u64));
     }
 
     #[test]
     fn rejects_signs_spaces_and_overflow() {
-        for bad in [
-            "",
-            "-1",
-            "+1",
-            " 1",
-            "1 ",
-            "1.0",
-            "0x10",
-            "9223372036854775808",
-            "99999999999999999999",
-        ] {
+        for bad in ["", "-1", "+1", " 1", "1 ", "1.0", "0x10", "9223372036854775808", "99999999999999999999"] {
             let err = parse_non_negative("Upload-Length", bad).unwrap_err();
             assert_eq!(err.code, "invalid_upload_length", "{bad}");
         }

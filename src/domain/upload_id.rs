@@ -13,17 +13,11 @@ impl UploadId {
     }
 
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        let valid = raw.len() == 32
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let valid = raw.len() == 32 && raw.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if valid {
             Ok(UploadId(raw.to_owned()))
         } else {
-            Err(ParseError::new(
-                "invalid_upload_id",
-                "an upload id is 32 lowercase hex digits",
-            ))
+            Err(ParseError::new("invalid_upload_id", "an upload id is 32 lowercase hex digits"))
         }
     }
 

@@ -27,9 +27,7 @@ where
     let submitted = state.sessions.append(id, spec).await?;
     let done = submitted.done;
     let Some(tx) = submitted.body else {
-        return Err(ApiError::Internal(
-            "append started without a body pipe".into(),
-        ));
+        return Err(ApiError::Internal("append started without a body pipe".into()));
     };
     let idle = Duration::from_secs(state.settings.server.body_idle_timeout_secs.max(1));
     let pump = pump(payload, tx, idle);

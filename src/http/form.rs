@@ -4,7 +4,6 @@
 use actix_multipart::Multipart;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
-use chrono::Utc;
 use futures_util::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -14,12 +13,12 @@ use super::headers;
 use super::idempotency::idempotent;
 use super::tus::location;
 use crate::auth::Caller;
-use crate::db::models::{StoredResponse, UploadRow, UploadState};
-use crate::db::uploads;
+use crate::db::models::StoredResponse;
 use crate::domain::{Metadata, UploadId};
 use crate::error::ApiError;
 use crate::session::AppendSpec;
 use crate::state::AppState;
+use crate::upload::{create_upload, NewUpload};
 
 #[derive(Serialize)]
 struct FormUpload {
@@ -44,10 +43,7 @@ pub async fn upload_form(
     caller: Caller,
     payload: web::Payload,
 ) -> HttpResponse {
-    idempotent(&state, &req, &caller, || {
-        run(&state, &req, &caller, payload)
-    })
-    .await
+    idempotent(&state, &req, &caller, || run(&state, &req, &caller, payload)).await
 }
 
 async fn run(
@@ -57,58 +53,30 @@ async fn run(
     payload: web::Payload,
 ) -> Result<StoredResponse, ApiError> {
     if headers::content_type(req)?.as_deref() != Some("multipart/form-data") {
-        return Err(ApiError::UnsupportedMediaType(
-            "POST /uploads takes multipart/form-data".into(),
-        ));
+        return Err(ApiError::UnsupportedMediaType("POST /uploads takes multipart/form-data".into()));
     }
     let mut form = Multipart::new(req.headers(), payload);
     let mut created = Vec::new();
     while let Some(field) = form.next().await {
         let field = field.map_err(|e| ApiError::bad_request("invalid_multipart", e.to_string()))?;
-        let Some(filename) = field
-            .content_disposition()
-            .and_then(|cd| cd.get_filename())
-            .map(str::to_owned)
-        else {
+        let Some(filename) = field.content_disposition().and_then(|cd| cd.get_filename()).map(str::to_owned) else {
             continue; // plain form fields carry no file
         };
         if created.len() == state.settings.uploads.max_form_files {
             return Err(ApiError::bad_request(
                 "too_many_files",
-                format!(
-                    "one form takes at most {} files",
-                    state.settings.uploads.max_form_files
-                ),
+                format!("one form takes at most {} files", state.settings.uploads.max_form_files),
             ));
         }
         let field_name = field.name().unwrap_or_default().to_owned();
         let content_type = field.content_type().map(ToString::to_string);
-        created.push(
-            store_field(
-                state,
-                req,
-                caller,
-                field,
-                field_name,
-                filename,
-                content_type,
-            )
-            .await?,
-        );
+        created.push(store_field(state, req, caller, field, field_name, filename, content_type).await?);
     }
     if created.is_empty() {
-        return Err(ApiError::bad_request(
-            "no_files",
-            "the form has no file parts",
-        ));
+        return Err(ApiError::bad_request("no_files", "the form has no file parts"));
     }
-    let body = serde_json::to_vec(&FormResponse { uploads: created })
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(StoredResponse {
-        status: 201,
-        headers: vec![("Content-Type".to_owned(), "application/json".to_owned())],
-        body,
-    })
+    let body = serde_json::to_vec(&FormResponse { uploads: created }).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(StoredResponse { status: 201, headers: vec![("Content-Type".to_owned(), "application/json".to_owned())], body })
 }
 
 async fn store_field(
@@ -124,41 +92,19 @@ async fn store_field(
     if let Some(ct) = &content_type {
         pairs.push(("filetype".to_owned(), ct.clone().into_bytes()));
     }
-    let id = UploadId::new_random();
-    let now = Utc::now();
-    let lifetime = chrono::Duration::from_std(state.settings.upload_lifetime())
-        .unwrap_or(chrono::Duration::days(1));
-    let row = UploadRow {
-        id: id.to_string(),
+    let new = NewUpload {
         owner: caller.subject.clone(),
-        state: UploadState::Open.as_str().to_owned(),
-        upload_length: None,
-        upload_offset: 0,
+        length: None,
         metadata: Metadata::from_pairs(pairs).raw().to_owned(),
-        concat_kind: None,
-        concat_parts: None,
-        store_key: id.to_string(),
-        part_size: None,
-        created_at: now.naive_utc(),
-        updated_at: now.naive_utc(),
-        expires_at: Some((now + lifetime).naive_utc()),
-        completed_at: None,
-        lease_owner: None,
-        lease_expires_at: None,
-        lease_token: 0,
+        partial: false,
     };
-    state.store.create(&row.store_key).await?;
-    let insert = row.clone();
-    state
-        .repo
-        .run(move |conn| uploads::insert(conn, &insert))
-        .await?;
+    let row = create_upload(state, new).await?;
+    let id = UploadId::parse(&row.id)?;
 
     let mut digest = Sha256::new();
     let mut ended = false;
-    let hashed = futures_util::stream::unfold(
-        (field, &mut digest, &mut ended),
-        |(mut field, digest, ended)| async move {
+    let hashed =
+        futures_util::stream::unfold((field, &mut digest, &mut ended), |(mut field, digest, ended)| async move {
             match field.next().await {
                 Some(chunk) => {
                     if let Ok(bytes) = &chunk {
@@ -171,31 +117,18 @@ async fn store_field(
                     None
                 }
             }
-        },
-    );
-    let spec = AppendSpec {
-        expected_offset: 0,
-        declare_length: None,
-        checksum: None,
-        content_length: None,
-    };
+        });
+    let spec = AppendSpec { expected_offset: 0, declare_length: None, checksum: None, content_length: None };
     let written = append_body(state, &id, spec, Box::pin(hashed)).await?;
     if !ended {
         // What arrived is kept (the upload stays open and resumable over tus), but it is
         // not a whole file: do not declare it complete.
-        return Err(ApiError::bad_request(
-            "body_incomplete",
-            format!("the form ended inside file {filename:?}"),
-        ));
+        return Err(ApiError::bad_request("body_incomplete", format!("the form ended inside file {filename:?}")));
     }
     // The part ended: its length is now known, which completes the upload.
     let size = written.offset();
-    let finish = AppendSpec {
-        expected_offset: size,
-        declare_length: Some(size),
-        checksum: None,
-        content_length: Some(0),
-    };
+    let finish =
+        AppendSpec { expected_offset: size, declare_length: Some(size), checksum: None, content_length: Some(0) };
     let empty = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
     append_body(state, &id, finish, empty).await?;
     Ok(FormUpload {

@@ -15,14 +15,11 @@ pub fn optional<'a>(req: &'a HttpRequest, name: &'static str) -> Result<Option<&
 }
 
 pub fn required<'a>(req: &'a HttpRequest, name: &'static str) -> Result<&'a str, ApiError> {
-    optional(req, name)?
-        .ok_or_else(|| ApiError::bad_request("missing_header", format!("{name} is required")))
+    optional(req, name)?.ok_or_else(|| ApiError::bad_request("missing_header", format!("{name} is required")))
 }
 
 pub fn optional_number(req: &HttpRequest, name: &'static str) -> Result<Option<u64>, ApiError> {
-    optional(req, name)?
-        .map(|raw| parse_non_negative(name, raw).map_err(ApiError::from))
-        .transpose()
+    optional(req, name)?.map(|raw| parse_non_negative(name, raw).map_err(ApiError::from)).transpose()
 }
 
 pub fn content_length(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
@@ -31,11 +28,5 @@ pub fn content_length(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
 
 /// The media type without parameters, lowercased.
 pub fn content_type(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    Ok(optional(req, "Content-Type")?.map(|raw| {
-        raw.split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase()
-    }))
+    Ok(optional(req, "Content-Type")?.map(|raw| raw.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()))
 }

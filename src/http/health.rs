@@ -12,10 +12,7 @@ pub async fn live() -> HttpResponse {
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let database = state
         .repo
-        .run(|conn| {
-            conn.has_pending_migrations()
-                .map_err(|e| crate::db::DbError::Unavailable(e.to_string()))
-        })
+        .run(|conn| conn.has_pending_migrations().map_err(|e| crate::db::DbError::Unavailable(e.to_string())))
         .await;
     let database_ok = matches!(database, Ok(false));
     let store_ok = state.store.check().await.is_ok();

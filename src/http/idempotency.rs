@@ -28,10 +28,7 @@ const FINGERPRINT_HEADERS: &[&str] = &[
 
 fn parse_key(raw: &str) -> Result<String, ApiError> {
     // An sf-string is quoted; many clients send the bare token.
-    let key = raw
-        .strip_prefix('"')
-        .and_then(|k| k.strip_suffix('"'))
-        .unwrap_or(raw);
+    let key = raw.strip_prefix('"').and_then(|k| k.strip_suffix('"')).unwrap_or(raw);
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::bad_request(
             "invalid_idempotency_key",
@@ -64,20 +61,21 @@ impl Drop for KeyGuard {
     fn drop(&mut self) {
         if let Some((repo, scope, key)) = self.state.take() {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn_blocking(move || {
-                    repo.run_blocking(|conn| idempotency::abandon(conn, &scope, &key))
-                });
+                runtime.spawn_blocking(move || repo.run_blocking(|conn| idempotency::abandon(conn, &scope, &key)));
             }
         }
     }
 }
 
-pub async fn idempotent<F, Fut>(
-    state: &AppState,
-    req: &HttpRequest,
-    caller: &Caller,
-    run: F,
-) -> HttpResponse
+/// Server-side failures are logged with their cause (the client sees only the code).
+fn log_failure(state: &AppState, err: &ApiError) -> StoredResponse {
+    if matches!(err, ApiError::Internal(_) | ApiError::Unavailable(_)) {
+        slog::error!(state.log, "request failed"; "code" => err.code(), "cause" => ?err);
+    }
+    err.to_stored()
+}
+
+pub async fn idempotent<F, Fut>(state: &AppState, req: &HttpRequest, caller: &Caller, run: F) -> HttpResponse
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<StoredResponse, ApiError>>,
@@ -87,10 +85,7 @@ where
         Err(err) => return err.to_stored().into_response(),
     };
     let Some(raw_key) = raw_key else {
-        return run()
-            .await
-            .unwrap_or_else(|err| err.to_stored())
-            .into_response();
+        return run().await.unwrap_or_else(|err| log_failure(state, &err)).into_response();
     };
     let key = match parse_key(raw_key) {
         Ok(key) => key,
@@ -98,15 +93,10 @@ where
     };
     let scope = caller.subject.clone();
     let print = fingerprint(req);
-    let ttl = chrono::Duration::seconds(
-        i64::try_from(state.settings.idempotency.ttl_secs).unwrap_or(86400),
-    );
+    let ttl = chrono::Duration::seconds(i64::try_from(state.settings.idempotency.ttl_secs).unwrap_or(86400));
     let expires_at = (Utc::now() + ttl).naive_utc();
     let (s, k) = (scope.clone(), key.clone());
-    let begun = state
-        .repo
-        .run(move |conn| idempotency::begin(conn, &s, &k, &print, expires_at))
-        .await;
+    let begun = state.repo.run(move |conn| idempotency::begin(conn, &s, &k, &print, expires_at)).await;
     match begun {
         Err(err) => return ApiError::from(err).to_stored().into_response(),
         Ok(Begin::Replay(stored)) => {
@@ -118,15 +108,14 @@ where
             return response;
         }
         Ok(Begin::InFlight) => return ApiError::IdempotencyInFlight.to_stored().into_response(),
-        Ok(Begin::FingerprintMismatch) => {
-            return ApiError::IdempotencyKeyReused.to_stored().into_response()
-        }
+        Ok(Begin::FingerprintMismatch) => return ApiError::IdempotencyKeyReused.to_stored().into_response(),
         Ok(Begin::Started) => {}
     }
-    let mut guard = KeyGuard {
-        state: Some((state.repo.clone(), scope.clone(), key.clone())),
-    };
+    let mut guard = KeyGuard { state: Some((state.repo.clone(), scope.clone(), key.clone())) };
     let outcome = run().await;
+    if let Err(err) = &outcome {
+        log_failure(state, err);
+    }
     let stored = match &outcome {
         Ok(stored) => Some(stored.clone()),
         // A transient failure is not an answer: free the key so the retry runs.
@@ -136,16 +125,10 @@ where
     if let Some(stored) = stored {
         guard.state = None;
         let (s, k) = (scope, key);
-        if let Err(err) = state
-            .repo
-            .run(move |conn| idempotency::finish(conn, &s, &k, &stored))
-            .await
-        {
+        if let Err(err) = state.repo.run(move |conn| idempotency::finish(conn, &s, &k, &stored)).await {
             slog::warn!(state.log, "could not store idempotent response"; "error" => %err);
         }
     }
     drop(guard);
-    outcome
-        .unwrap_or_else(|err| err.to_stored())
-        .into_response()
+    outcome.unwrap_or_else(|err| err.to_stored()).into_response()
 }

@@ -1,10 +1,11 @@
 //! Thin handlers: parse headers into domain types, authorize, hand work to sessions.
 
 mod body;
-mod download;
+pub mod download;
 mod form;
 mod headers;
 mod health;
 mod idempotency;
 pub mod routes;
+pub mod signed_url;
 pub mod tus;

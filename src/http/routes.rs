@@ -25,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(not_found)),
     )
     .route("/uploads", web::post().to(form::upload_form))
+    .route("/downloads/{id}", web::get().to(download::signed_download))
     .route("/health/live", web::get().to(health::live))
     .route("/health/ready", web::get().to(health::ready))
     .default_service(web::to(not_found));
@@ -41,18 +42,16 @@ pub async fn method_override(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
     if req.method() == Method::POST {
-        let wanted = req
-            .headers()
-            .get("X-HTTP-Method-Override")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| match v.trim().to_ascii_uppercase().as_str() {
+        let wanted = req.headers().get("X-HTTP-Method-Override").and_then(|v| v.to_str().ok()).and_then(|v| {
+            match v.trim().to_ascii_uppercase().as_str() {
                 "PATCH" => Some(Method::PATCH),
                 "DELETE" => Some(Method::DELETE),
                 "HEAD" => Some(Method::HEAD),
                 "GET" => Some(Method::GET),
                 "OPTIONS" => Some(Method::OPTIONS),
                 _ => None,
-            });
+            }
+        });
         if let Some(method) = wanted {
             req.head_mut().method = method;
         }

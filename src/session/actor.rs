@@ -30,14 +30,7 @@ pub struct Submit(pub Job);
 
 impl UploadSession {
     pub fn new(id: UploadId, deps: Arc<SessionDeps>) -> Self {
-        UploadSession {
-            id,
-            deps,
-            queue: VecDeque::new(),
-            busy: false,
-            lease: None,
-            last_active: Instant::now(),
-        }
+        UploadSession { id, deps, queue: VecDeque::new(), busy: false, lease: None, last_active: Instant::now() }
     }
 
     fn start_next(&mut self, ctx: &mut Context<Self>) {
@@ -48,11 +41,7 @@ impl UploadSession {
             if job.abandoned() {
                 continue;
             }
-            let Job {
-                kind,
-                started,
-                done,
-            } = job;
+            let Job { kind, started, done } = job;
             if started.send(()).is_err() {
                 continue;
             }
@@ -89,20 +78,12 @@ impl UploadSession {
     }
 }
 
-async fn terminate(
-    deps: &SessionDeps,
-    id: &UploadId,
-    lease: Option<Lease>,
-) -> Result<UploadRow, ApiError> {
+async fn terminate(deps: &SessionDeps, id: &UploadId, lease: Option<Lease>) -> Result<UploadRow, ApiError> {
     let _ = lease; // terminating ends the lease with the upload
     let key = id.to_string();
-    let row = deps
-        .repo
-        .run(move |conn| uploads::terminate(conn, &key))
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let row = deps.repo.run(move |conn| uploads::terminate(conn, &key)).await?.ok_or(ApiError::NotFound)?;
     deps.cache.invalidate(id.as_str());
-    deps.store.delete(&row.store_key).await?;
+    deps.store.delete(&row.store_key, row.multipart_id.as_deref()).await?;
     Ok(row)
 }
 
@@ -124,9 +105,7 @@ impl Actor for UploadSession {
             let repo = self.deps.repo.clone();
             let id = self.id.to_string();
             actix::spawn(async move {
-                let _ = repo
-                    .run(move |conn| uploads::release_lease(conn, &id, lease.token))
-                    .await;
+                let _ = repo.run(move |conn| uploads::release_lease(conn, &id, lease.token)).await;
             });
         }
     }

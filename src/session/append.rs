@@ -9,7 +9,7 @@ use crate::db::models::{UploadRow, UploadState};
 use crate::db::uploads::{self, LeaseOutcome, Progress};
 use crate::domain::{Checksum, UploadId};
 use crate::error::ApiError;
-use crate::store::{BodyEnd, BodyReceiver};
+use crate::store::{AppendTarget, BodyEnd, BodyReceiver, UploadedPart};
 
 /// The lease this node holds on an upload, with its fencing token.
 #[derive(Debug, Clone, Copy)]
@@ -34,28 +34,16 @@ pub struct AppendRequest {
 }
 
 fn lease_deadline(deps: &SessionDeps) -> NaiveDateTime {
-    let ttl = chrono::Duration::seconds(
-        i64::try_from(deps.settings.uploads.lease_ttl_secs).unwrap_or(60),
-    );
+    let ttl = chrono::Duration::seconds(i64::try_from(deps.settings.uploads.lease_ttl_secs).unwrap_or(60));
     (Utc::now() + ttl).naive_utc()
 }
 
 /// Takes the lease if this session does not hold a fresh one, returning the current row.
-async fn ensure_lease(
-    deps: &SessionDeps,
-    id: &UploadId,
-    lease: Option<Lease>,
-) -> Result<(Lease, UploadRow), ApiError> {
-    let ttl_half = chrono::Duration::seconds(
-        i64::try_from(deps.settings.uploads.lease_ttl_secs / 2).unwrap_or(30),
-    );
+async fn ensure_lease(deps: &SessionDeps, id: &UploadId, lease: Option<Lease>) -> Result<(Lease, UploadRow), ApiError> {
+    let ttl_half = chrono::Duration::seconds(i64::try_from(deps.settings.uploads.lease_ttl_secs / 2).unwrap_or(30));
     if let Some(lease) = lease {
         if lease.until - ttl_half > Utc::now().naive_utc() {
-            if let Some(row) = deps
-                .cache
-                .get(id.as_str())
-                .filter(|row| row.lease_token == lease.token)
-            {
+            if let Some(row) = deps.cache.get(id.as_str()).filter(|row| row.lease_token == lease.token) {
                 return Ok((lease, (*row).clone()));
             }
         }
@@ -63,16 +51,9 @@ async fn ensure_lease(
     let until = lease_deadline(deps);
     let node = deps.node_id.clone();
     let key = id.to_string();
-    match deps
-        .repo
-        .run(move |conn| uploads::acquire_lease(conn, &key, &node, until))
-        .await?
-    {
+    match deps.repo.run(move |conn| uploads::acquire_lease(conn, &key, &node, until)).await? {
         LeaseOutcome::Acquired(row) => {
-            let lease = Lease {
-                token: row.lease_token,
-                until,
-            };
+            let lease = Lease { token: row.lease_token, until };
             deps.cache.put_from_session((*row).clone());
             Ok((lease, *row))
         }
@@ -82,11 +63,7 @@ async fn ensure_lease(
 }
 
 /// Checks the request against the row; returns (length once known, bytes allowed).
-fn admit(
-    deps: &SessionDeps,
-    row: &UploadRow,
-    request: &AppendSpec,
-) -> Result<(Option<u64>, u64), ApiError> {
+fn admit(deps: &SessionDeps, row: &UploadRow, request: &AppendSpec) -> Result<(Option<u64>, u64), ApiError> {
     if row.is_final_concat() {
         return Err(ApiError::PatchOnFinal);
     }
@@ -98,31 +75,19 @@ fn admit(
     }
     let offset = row.offset();
     if request.expected_offset != offset {
-        return Err(ApiError::OffsetMismatch {
-            current: offset,
-            requested: request.expected_offset,
-        });
+        return Err(ApiError::OffsetMismatch { current: offset, requested: request.expected_offset });
     }
     let max_size = deps.settings.uploads.max_size;
     let length = match (row.length(), request.declare_length) {
         (Some(existing), Some(declared)) if existing != declared => {
-            return Err(ApiError::bad_request(
-                "upload_length_immutable",
-                "Upload-Length is already set",
-            ))
+            return Err(ApiError::bad_request("upload_length_immutable", "Upload-Length is already set"))
         }
         (Some(existing), _) => Some(existing),
         (None, Some(declared)) if declared < offset => {
-            return Err(ApiError::bad_request(
-                "upload_length_below_offset",
-                "Upload-Length is below the offset",
-            ))
+            return Err(ApiError::bad_request("upload_length_below_offset", "Upload-Length is below the offset"))
         }
         (None, Some(declared)) if declared > max_size => {
-            return Err(ApiError::TooLarge {
-                code: "upload_too_large",
-                message: format!("Tus-Max-Size is {max_size}"),
-            })
+            return Err(ApiError::TooLarge { code: "upload_too_large", message: format!("Tus-Max-Size is {max_size}") })
         }
         (None, declared) => declared,
     };
@@ -131,6 +96,26 @@ fn admit(
         return Err(too_large(allowed));
     }
     Ok((length, allowed))
+}
+
+async fn finish(
+    deps: &SessionDeps,
+    id: &UploadId,
+    target: &AppendTarget,
+    new_parts: &[UploadedPart],
+) -> Result<(), ApiError> {
+    if target.multipart_id.is_none() {
+        return deps.store.finish(target, &[]).await.map_err(Into::into);
+    }
+    let key = id.to_string();
+    let recorded = deps.repo.run(move |conn| uploads::list_parts(conn, &key)).await?;
+    let mut parts: Vec<UploadedPart> = recorded
+        .into_iter()
+        .filter(|(number, _, _)| !new_parts.iter().any(|p| p.number == *number))
+        .map(|(number, size, etag)| UploadedPart { number, size, etag })
+        .collect();
+    parts.extend_from_slice(new_parts);
+    deps.store.finish(target, &parts).await.map_err(Into::into)
 }
 
 fn too_large(allowed: u64) -> ApiError {
@@ -156,7 +141,13 @@ pub async fn run_append(
         Err(err) => return (Some(lease), Err(err)),
     };
     let offset = row.offset();
-    let hasher = request.spec.checksum.as_ref().map(|c| c.algorithm.hasher());
+    let target = AppendTarget {
+        key: row.store_key.clone(),
+        offset,
+        length,
+        part_size: row.part_size.and_then(|p| u64::try_from(p).ok()),
+        multipart_id: row.multipart_id.clone(),
+    };
 
     // Keep the lease alive while a long body streams in.
     let renew_every = Duration::from_secs((deps.settings.uploads.lease_ttl_secs / 3).max(1));
@@ -164,15 +155,11 @@ pub async fn run_append(
         loop {
             tokio::time::sleep(renew_every).await;
             let (key, until) = (id.to_string(), lease_deadline(deps));
-            let _ = deps
-                .repo
-                .run(move |conn| uploads::renew_lease(conn, &key, lease.token, until))
-                .await;
+            let _ = deps.repo.run(move |conn| uploads::renew_lease(conn, &key, lease.token, until)).await;
         }
     };
-    let append = deps
-        .store
-        .append(&row.store_key, offset, &mut request.body, allowed, hasher);
+    let checksum = request.spec.checksum.as_ref();
+    let append = deps.store.append(&target, &mut request.body, allowed, checksum);
     let outcome = tokio::select! {
         outcome = append => outcome,
         () = renew => unreachable!("the renewal loop never ends"),
@@ -181,27 +168,17 @@ pub async fn run_append(
         Ok(outcome) => outcome,
         Err(err) => return (Some(lease), Err(err.into())),
     };
-
-    if outcome.end == BodyEnd::TooLarge {
-        return (Some(lease), Err(too_large(allowed)));
-    }
-    if let Some(expected) = &request.spec.checksum {
-        let verdict = if outcome.end == BodyEnd::Interrupted {
-            Some(ApiError::bad_request(
+    match outcome.end {
+        BodyEnd::TooLarge => return (Some(lease), Err(too_large(allowed))),
+        BodyEnd::ChecksumMismatch => return (Some(lease), Err(ApiError::ChecksumMismatch)),
+        BodyEnd::Interrupted if checksum.is_some() => {
+            let err = ApiError::bad_request(
                 "body_incomplete",
                 "the body ended early; a checksummed chunk is kept whole or not at all",
-            ))
-        } else if outcome.digest.as_deref() != Some(expected.digest.as_slice()) {
-            Some(ApiError::ChecksumMismatch)
-        } else {
-            None
-        };
-        if let Some(err) = verdict {
-            if let Err(store_err) = deps.store.truncate(&row.store_key, offset).await {
-                return (Some(lease), Err(store_err.into()));
-            }
+            );
             return (Some(lease), Err(err));
         }
+        BodyEnd::Interrupted | BodyEnd::Complete => {}
     }
 
     let to_offset = offset + outcome.written;
@@ -210,6 +187,12 @@ pub async fn run_append(
     if outcome.written == 0 && !declares && !(complete && row.state() == UploadState::Open) {
         return (Some(lease), Ok(row));
     }
+    if complete {
+        // Completion uses the recorded parts (plus this write's), never a listing.
+        if let Err(err) = finish(deps, id, &target, &outcome.parts).await {
+            return (Some(lease), Err(err));
+        }
+    }
     let until = lease_deadline(deps);
     let progress = Progress {
         from_offset: offset,
@@ -217,22 +200,15 @@ pub async fn run_append(
         declare_length: if declares { length } else { None },
         complete,
         lease_until: until,
+        new_parts: outcome.parts.iter().map(|p| (p.number, p.size, p.etag.clone())).collect(),
     };
     let key = id.to_string();
-    let committed = deps
-        .repo
-        .run(move |conn| uploads::commit_progress(conn, &key, lease.token, &progress))
-        .await;
+    let committed = deps.repo.run(move |conn| uploads::commit_progress(conn, &key, lease.token, &progress)).await;
     match committed {
         Ok(Some(row)) => {
             deps.cache.put_from_session(row.clone());
-            (
-                Some(Lease {
-                    token: lease.token,
-                    until,
-                }),
-                Ok(row),
-            )
+            deps.store.forget(outcome.superseded).await;
+            (Some(Lease { token: lease.token, until }), Ok(row))
         }
         Ok(None) => {
             // Fenced out, terminated or expired meanwhile: nothing was acknowledged.
@@ -240,10 +216,9 @@ pub async fn run_append(
             let key = id.to_string();
             let current = deps.repo.run(move |conn| uploads::find(conn, &key)).await;
             let err = match current {
-                Ok(Some(row)) if row.state() == UploadState::Open => ApiError::OffsetMismatch {
-                    current: row.offset(),
-                    requested: offset,
-                },
+                Ok(Some(row)) if row.state() == UploadState::Open => {
+                    ApiError::OffsetMismatch { current: row.offset(), requested: offset }
+                }
                 Ok(Some(row)) if row.state() == UploadState::Expired => ApiError::Expired,
                 Ok(Some(_)) | Ok(None) => ApiError::Terminated,
                 Err(err) => err.into(),

@@ -105,18 +105,13 @@ impl SessionRegistry {
     }
 
     fn address(&self, id: &UploadId) -> Result<Addr<UploadSession>, ApiError> {
-        let mut sessions = self
-            .deps
-            .sessions
-            .lock()
-            .map_err(|_| ApiError::Internal("session registry poisoned".into()))?;
+        let mut sessions =
+            self.deps.sessions.lock().map_err(|_| ApiError::Internal("session registry poisoned".into()))?;
         if let Some(addr) = sessions.get(id).filter(|addr| addr.connected()) {
             return Ok(addr.clone());
         }
         let (deps, session_id) = (self.deps.clone(), id.clone());
-        let addr = UploadSession::start_in_arbiter(&self.arbiter, move |_| {
-            UploadSession::new(session_id, deps)
-        });
+        let addr = UploadSession::start_in_arbiter(&self.arbiter, move |_| UploadSession::new(session_id, deps));
         sessions.insert(id.clone(), addr.clone());
         Ok(addr)
     }
@@ -126,23 +121,14 @@ impl SessionRegistry {
     pub async fn append(&self, id: &UploadId, spec: AppendSpec) -> Result<Submitted, ApiError> {
         self.submit(id, || {
             let (tx, rx) = body_channel(BODY_PIPE_DEPTH);
-            (
-                JobKind::Append(AppendRequest {
-                    spec: spec.clone(),
-                    body: rx,
-                }),
-                Some(tx),
-            )
+            (JobKind::Append(AppendRequest { spec: spec.clone(), body: rx }), Some(tx))
         })
         .await
     }
 
     pub async fn terminate(&self, id: &UploadId) -> Result<UploadRow, ApiError> {
         let submitted = self.submit(id, || (JobKind::Terminate, None)).await?;
-        submitted
-            .done
-            .await
-            .map_err(|_| ApiError::Unavailable("upload session stopped".into()))?
+        submitted.done.await.map_err(|_| ApiError::Unavailable("upload session stopped".into()))?
     }
 
     async fn submit(
@@ -158,25 +144,14 @@ impl SessionRegistry {
             let (started_tx, started_rx) = oneshot::channel();
             let (done_tx, done_rx) = oneshot::channel();
             let (kind, body) = make();
-            addr.do_send(Submit(Job {
-                kind,
-                started: started_tx,
-                done: done_tx,
-            }));
+            addr.do_send(Submit(Job { kind, started: started_tx, done: done_tx }));
             match tokio::time::timeout(wait, started_rx).await {
                 Err(_) => return Err(ApiError::Locked),
-                Ok(Ok(())) => {
-                    return Ok(Submitted {
-                        done: done_rx,
-                        body,
-                    })
-                }
+                Ok(Ok(())) => return Ok(Submitted { done: done_rx, body }),
                 Ok(Err(_)) => self.deps.registry_remove(id, &addr),
             }
         }
-        Err(ApiError::Unavailable(
-            "upload session could not start".into(),
-        ))
+        Err(ApiError::Unavailable("upload session could not start".into()))
     }
 
     /// Waits (bounded) until no job is running: used at shutdown after the HTTP workers

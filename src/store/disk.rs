@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::{AppendOutcome, BodyEnd, BodyEvent, BodyReceiver, StoreError};
-use crate::domain::Hasher;
+use super::{AppendOutcome, AppendTarget, BodyEnd, BodyEvent, BodyReceiver, StoreError};
+use crate::domain::{Checksum, Hasher};
 
 /// Bytes gathered before one write call on the blocking pool.
 const WRITE_BATCH: usize = 512 * 1024;
@@ -49,10 +49,7 @@ impl DiskStore {
         blocking(move || {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             std::fs::create_dir_all(&dir)?;
-            let file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
+            let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
             if fsync {
                 file.sync_all()?;
                 sync_dir(&dir)?;
@@ -64,14 +61,16 @@ impl DiskStore {
 
     pub async fn append(
         &self,
-        key: &str,
-        offset: u64,
+        target: &AppendTarget,
         body: &mut BodyReceiver,
         max_bytes: u64,
-        mut hasher: Option<Hasher>,
+        checksum: Option<&Checksum>,
     ) -> Result<AppendOutcome, StoreError> {
-        let path = self.path(key);
-        let not_found = key.to_owned();
+        let offset = target.offset;
+        let has_checksum = checksum.is_some();
+        let mut hasher: Option<Hasher> = checksum.map(|c| c.algorithm.hasher());
+        let path = self.path(&target.key);
+        let not_found = target.key.clone();
         let mut file = blocking(move || {
             let mut file = OpenOptions::new().write(true).open(&path)?;
             // Bytes past the committed offset were never acknowledged (a crash between
@@ -84,9 +83,7 @@ impl DiskStore {
         })
         .await
         .map_err(|e| match e {
-            StoreError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
-                StoreError::NotFound(not_found)
-            }
+            StoreError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => StoreError::NotFound(not_found),
             other => other,
         })?;
 
@@ -130,9 +127,13 @@ impl DiskStore {
             }
         };
 
+        let end = super::checksum_verdict(end, checksum, hasher);
         let fsync = self.fsync;
         let written = blocking(move || {
-            if end == BodyEnd::TooLarge {
+            if matches!(end, BodyEnd::TooLarge | BodyEnd::ChecksumMismatch)
+                || (end == BodyEnd::Interrupted && has_checksum)
+            {
+                // Nothing of a rejected chunk is kept.
                 file.set_len(offset)?;
                 return Ok(0);
             }
@@ -142,25 +143,7 @@ impl DiskStore {
             Ok(written)
         })
         .await?;
-        Ok(AppendOutcome {
-            written,
-            end,
-            digest: hasher.map(Hasher::finish),
-        })
-    }
-
-    pub async fn truncate(&self, key: &str, offset: u64) -> Result<(), StoreError> {
-        let path = self.path(key);
-        let fsync = self.fsync;
-        blocking(move || {
-            let file = OpenOptions::new().write(true).open(&path)?;
-            file.set_len(offset)?;
-            if fsync {
-                file.sync_data()?;
-            }
-            Ok(())
-        })
-        .await
+        Ok(AppendOutcome { written, end, parts: Vec::new(), superseded: Vec::new() })
     }
 
     pub async fn concatenate(&self, sources: Vec<String>, dest: &str) -> Result<u64, StoreError> {
@@ -170,10 +153,7 @@ impl DiskStore {
         blocking(move || {
             let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
             std::fs::create_dir_all(&dir)?;
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&dest)?;
+            let mut out = OpenOptions::new().write(true).create_new(true).open(&dest)?;
             let mut total = 0;
             for source in &sources {
                 total += std::io::copy(&mut File::open(source)?, &mut out)?;

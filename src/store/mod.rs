@@ -1,15 +1,19 @@
 //! Where upload bytes live. One enum over the backends keeps native async fns without
-//! boxing; the S3 backend joins the disk one here.
+//! boxing: `disk` (one file per upload) and `s3` (one multipart upload per upload).
 
 mod body;
 mod disk;
+mod s3;
+mod spool;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use body::{body_channel, BodyEvent, BodyReceiver, BodySender};
 pub use disk::DiskStore;
+pub use s3::{part_size_for, S3Store};
 
-use crate::domain::Hasher;
+use crate::domain::Checksum;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -17,6 +21,12 @@ pub enum StoreError {
     NotFound(String),
     #[error("store I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The object store did not answer or refused: retry later (503).
+    #[error("object store unavailable: {0}")]
+    Unavailable(String),
+    /// The object store rejected what we asked (a bug or a misconfiguration, not the client).
+    #[error("object store rejected the request: {0}")]
+    Rejected(String),
 }
 
 /// How an append's body ended.
@@ -24,76 +34,211 @@ pub enum StoreError {
 pub enum BodyEnd {
     /// The client sent the whole body.
     Complete,
-    /// The client went away or the body stalled; what arrived was written.
+    /// The client went away or the body stalled; what arrived was kept (unless the chunk
+    /// carried a checksum, which makes it all-or-nothing).
     Interrupted,
     /// The body went past the allowed size; nothing of this append was kept.
     TooLarge,
+    /// The body did not match `Upload-Checksum`; nothing of this append was kept.
+    ChecksumMismatch,
+}
+
+/// Where an append writes: the upload's object and how far it is.
+#[derive(Debug, Clone)]
+pub struct AppendTarget {
+    pub key: String,
+    /// The committed offset: the append starts here.
+    pub offset: u64,
+    /// The length, if known (declared at creation or by this request).
+    pub length: Option<u64>,
+    pub part_size: Option<u64>,
+    pub multipart_id: Option<String>,
+}
+
+/// A part the S3 store uploaded during an append, to be recorded with the new offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedPart {
+    pub number: i32,
+    pub size: i64,
+    pub etag: String,
 }
 
 pub struct AppendOutcome {
-    /// Bytes written durably (0 when `end` is `TooLarge`).
+    /// Bytes now durable in the store (0 unless the append is to be committed).
     pub written: u64,
     pub end: BodyEnd,
-    pub digest: Option<Vec<u8>>,
+    pub parts: Vec<UploadedPart>,
+    /// Staged objects this append folded into parts; delete them once committed.
+    pub superseded: Vec<String>,
+}
+
+/// Headers the final object is served with (S3 stores them on the object).
+#[derive(Debug, Clone, Default)]
+pub struct ObjectHeaders {
+    pub content_type: String,
+    pub filename: Option<String>,
+}
+
+impl ObjectHeaders {
+    pub fn content_disposition(&self) -> String {
+        match &self.filename {
+            Some(name) => format!("attachment; filename=\"{name}\""),
+            None => "attachment".to_owned(),
+        }
+    }
+}
+
+/// What `create` made for a new upload.
+pub struct CreatedObject {
+    pub multipart_id: Option<String>,
+    pub part_size: Option<u64>,
+}
+
+/// How a completed upload is fetched.
+pub enum Download {
+    /// The disk store's file; served through an HMAC-signed URL of Hoist's own.
+    LocalFile(PathBuf),
+    /// An S3 presigned GET.
+    Redirect(String),
+}
+
+/// A complete body whose digest differs from `Upload-Checksum` becomes `ChecksumMismatch`.
+fn checksum_verdict(end: BodyEnd, checksum: Option<&Checksum>, hasher: Option<crate::domain::Hasher>) -> BodyEnd {
+    match (end, checksum, hasher) {
+        (BodyEnd::Complete, Some(expected), Some(hasher)) => {
+            if hasher.finish() == expected.digest {
+                BodyEnd::Complete
+            } else {
+                BodyEnd::ChecksumMismatch
+            }
+        }
+        (end, _, _) => end,
+    }
 }
 
 pub enum Store {
     Disk(DiskStore),
+    S3(S3Store),
 }
 
 impl Store {
     pub fn backend_name(&self) -> &'static str {
         match self {
             Store::Disk(_) => "disk",
+            Store::S3(_) => "s3",
         }
     }
 
-    /// Creates the empty object an upload appends to.
-    pub async fn create(&self, key: &str) -> Result<(), StoreError> {
+    /// The object key of an upload (the database stores keys, never URLs).
+    pub fn key_for(&self, id: &crate::domain::UploadId) -> String {
         match self {
-            Store::Disk(disk) => disk.create(key).await,
+            Store::Disk(_) => id.to_string(),
+            Store::S3(s3) => s3.key_for(id.as_str()),
         }
     }
 
-    /// Streams `body` into the object at `offset`, at most `max_bytes`, hashing it with
-    /// `hasher` if given, and makes what it wrote durable before returning.
-    pub async fn append(
+    /// The part size an upload of `length` gets (S3; disk has no parts).
+    pub fn part_size_for(&self, length: Option<u64>, max_size: u64) -> u64 {
+        match self {
+            Store::Disk(_) => 0,
+            Store::S3(s3) => part_size_for(length, s3.preferred_part_size(), max_size),
+        }
+    }
+
+    /// Creates what an upload of `length` (None: deferred) appends to.
+    pub async fn create(
         &self,
         key: &str,
-        offset: u64,
+        length: Option<u64>,
+        max_size: u64,
+        headers: &ObjectHeaders,
+    ) -> Result<CreatedObject, StoreError> {
+        match self {
+            Store::Disk(disk) => disk.create(key).await.map(|()| CreatedObject { multipart_id: None, part_size: None }),
+            Store::S3(s3) => s3.create(key, length, max_size, headers).await,
+        }
+    }
+
+    /// Streams `body` into the upload at `target.offset`, at most `max_bytes`, verifying
+    /// `checksum` if given, and makes what it keeps durable before returning.
+    pub async fn append(
+        &self,
+        target: &AppendTarget,
         body: &mut BodyReceiver,
         max_bytes: u64,
-        hasher: Option<Hasher>,
+        checksum: Option<&Checksum>,
     ) -> Result<AppendOutcome, StoreError> {
         match self {
-            Store::Disk(disk) => disk.append(key, offset, body, max_bytes, hasher).await,
+            Store::Disk(disk) => disk.append(target, body, max_bytes, checksum).await,
+            Store::S3(s3) => s3.append(target, body, max_bytes, checksum).await,
         }
     }
 
-    /// Drops everything past `offset` (a rejected chunk).
-    pub async fn truncate(&self, key: &str, offset: u64) -> Result<(), StoreError> {
+    /// Turns a fully uploaded object into the final one (S3: CompleteMultipartUpload with
+    /// the recorded parts).
+    pub async fn finish(&self, target: &AppendTarget, parts: &[UploadedPart]) -> Result<(), StoreError> {
         match self {
-            Store::Disk(disk) => disk.truncate(key, offset).await,
+            Store::Disk(_) => Ok(()),
+            Store::S3(s3) => s3.finish(target, parts).await,
         }
     }
 
-    /// Writes the concatenation of `sources` into a new object `dest`; returns its size.
-    pub async fn concatenate(&self, sources: Vec<String>, dest: &str) -> Result<u64, StoreError> {
+    /// Removes staged objects that committed parts replaced (best effort).
+    pub async fn forget(&self, keys: Vec<String>) {
+        if let Store::S3(s3) = self {
+            s3.delete_keys(keys).await;
+        }
+    }
+
+    /// Writes the concatenation of the complete uploads `sources` (with their sizes) into a
+    /// new complete object `dest`; returns its size.
+    pub async fn concatenate(
+        &self,
+        sources: Vec<(String, u64)>,
+        dest: &str,
+        part_size: u64,
+        headers: &ObjectHeaders,
+    ) -> Result<u64, StoreError> {
         match self {
-            Store::Disk(disk) => disk.concatenate(sources, dest).await,
+            Store::Disk(disk) => disk.concatenate(sources.into_iter().map(|(k, _)| k).collect(), dest).await,
+            Store::S3(s3) => s3.concatenate(sources, dest, part_size, headers).await,
         }
     }
 
-    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+    /// Deletes everything of an upload: object, staged tail, unfinished multipart upload.
+    pub async fn delete(&self, key: &str, multipart_id: Option<&str>) -> Result<(), StoreError> {
         match self {
             Store::Disk(disk) => disk.delete(key).await,
+            Store::S3(s3) => s3.delete(key, multipart_id).await,
         }
     }
 
-    /// A local file for the object, when the backend has one (downloads stream it).
+    pub async fn download(
+        &self,
+        key: &str,
+        filename: Option<&str>,
+        content_type: &str,
+        ttl: Duration,
+    ) -> Result<Download, StoreError> {
+        match self {
+            Store::Disk(disk) => Ok(Download::LocalFile(disk.path(key))),
+            Store::S3(s3) => s3.presign(key, filename, content_type, ttl).await.map(Download::Redirect),
+        }
+    }
+
+    /// A local file for the object, when the backend has one (the disk store's downloads).
     pub fn local_path(&self, key: &str) -> Option<PathBuf> {
         match self {
             Store::Disk(disk) => Some(disk.path(key)),
+            Store::S3(_) => None,
+        }
+    }
+
+    /// Whether anything of the upload is still stored (tests and the janitor's checks).
+    pub async fn holds_anything(&self, key: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::Disk(disk) => Ok(disk.path(key).exists()),
+            Store::S3(s3) => s3.holds_anything(key).await,
         }
     }
 
@@ -101,6 +246,7 @@ impl Store {
     pub async fn check(&self) -> Result<(), StoreError> {
         match self {
             Store::Disk(disk) => disk.check().await,
+            Store::S3(s3) => s3.check().await,
         }
     }
 }

@@ -1,7 +1,7 @@
 use reqwest::Method;
 
 use crate::helpers::{error_code, spawn_app, Backend};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
 async fn requests_without_a_valid_token_get_401(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -16,18 +16,14 @@ async fn requests_without_a_valid_token_get_401(backend: Backend) {
     assert_eq!(no_token.status(), 401);
     assert_eq!(error_code(no_token).await, "unauthorized");
     let forged = app
-        .tus_as(
-            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.bad",
-            Method::POST,
-            &app.files_url(),
-        )
+        .tus_as("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.bad", Method::POST, &app.files_url())
         .header("Upload-Length", "1")
         .send()
         .await
         .unwrap();
     assert_eq!(forged.status(), 401);
 }
-on_both_backends!(requests_without_a_valid_token_get_401);
+on_every_backend!(requests_without_a_valid_token_get_401);
 
 async fn another_users_upload_does_not_exist_for_them(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -46,12 +42,8 @@ async fn another_users_upload_does_not_exist_for_them(backend: Backend) {
     assert_eq!(as_bob(Method::DELETE).send().await.unwrap().status(), 404);
     assert_eq!(as_bob(Method::GET).send().await.unwrap().status(), 404);
     // The admin may act on anyone's upload.
-    let admin_head = app
-        .tus_as(&app.admin, Method::HEAD, &url)
-        .send()
-        .await
-        .unwrap();
+    let admin_head = app.tus_as(&app.admin, Method::HEAD, &url).send().await.unwrap();
     assert_eq!(admin_head.status(), 200);
     assert_eq!(app.offset(&url).await, 2);
 }
-on_both_backends!(another_users_upload_does_not_exist_for_them);
+on_every_backend!(another_users_upload_does_not_exist_for_them);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::helpers::{bytes, spawn_app, Backend, TestApp};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
 const CHUNK: usize = 256 * 1024;
 
@@ -43,39 +43,24 @@ async fn run_client(app: &TestApp, program: &str, script: &str) {
     })
     .await
     .unwrap()
-    .unwrap_or_else(|e| {
-        panic!("{program} must be installed (scripts/test installs the clients): {e}")
-    });
+    .unwrap_or_else(|e| panic!("{program} must be installed (scripts/test installs the clients): {e}"));
     assert!(
         output.status.success(),
         "{script} failed:\n{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("client prints JSON");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("client prints JSON");
     let uploads = report["uploads"].as_array().unwrap();
     assert_eq!(uploads.len(), files.len());
     for ((path, data), upload) in files.iter().zip(uploads) {
         assert_eq!(upload["path"], path.display().to_string());
         let url = upload["url"].as_str().unwrap();
-        assert_eq!(
-            app.download_bytes(url).await,
-            *data,
-            "{script}: {}",
-            path.display()
-        );
+        assert_eq!(app.download_bytes(url).await, *data, "{script}: {}", path.display());
     }
     let resumed = uploads.last().unwrap()["resumed_from"].as_u64().unwrap();
-    assert!(
-        resumed > 0 && resumed < files.last().unwrap().1.len() as u64,
-        "{script} resumed from {resumed}"
-    );
-    assert_eq!(
-        app.count_uploads(),
-        files.len() as i64,
-        "{script}: one upload per file, none from the resume"
-    );
+    assert!(resumed > 0 && resumed < files.last().unwrap().1.len() as u64, "{script} resumed from {resumed}");
+    assert_eq!(app.count_uploads(), files.len() as i64, "{script}: one upload per file, none from the resume");
 }
 
 fn python() -> String {
@@ -86,10 +71,10 @@ async fn tus_js_client_uploads_and_resumes(backend: Backend) {
     let app = spawn_app(backend).await;
     run_client(&app, "node", "tus_js_client.mjs").await;
 }
-on_both_backends!(tus_js_client_uploads_and_resumes);
+on_every_backend!(tus_js_client_uploads_and_resumes);
 
 async fn tuspy_uploads_and_resumes_with_checksums(backend: Backend) {
     let app = spawn_app(backend).await;
     run_client(&app, &python(), "tuspy_client.py").await;
 }
-on_both_backends!(tuspy_uploads_and_resumes_with_checksums);
+on_every_backend!(tuspy_uploads_and_resumes_with_checksums);

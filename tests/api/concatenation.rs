@@ -1,7 +1,7 @@
 use reqwest::Method;
 
 use crate::helpers::{bytes, error_code, header_str, location, spawn_app, Backend, TestApp};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
 async fn partial(app: &TestApp, data: &[u8], complete: bool) -> String {
     let response = app
@@ -13,11 +13,7 @@ async fn partial(app: &TestApp, data: &[u8], complete: bool) -> String {
         .unwrap();
     assert_eq!(response.status(), 201);
     let url = location(&response);
-    let send = if complete {
-        data
-    } else {
-        &data[..data.len() / 2]
-    };
+    let send = if complete { data } else { &data[..data.len() / 2] };
     assert_eq!(app.patch(&url, 0, send).await.status(), 204);
     url
 }
@@ -41,10 +37,7 @@ async fn final_upload_joins_partials_in_order(backend: Backend) {
     let url = location(&response);
     let head = app.head(&url).await;
     assert!(header_str(head.headers(), "Upload-Concat").starts_with("final;/files/"));
-    assert_eq!(
-        head.headers()["Upload-Length"],
-        (a.len() + b.len()).to_string().as_str()
-    );
+    assert_eq!(head.headers()["Upload-Length"], (a.len() + b.len()).to_string().as_str());
     let mut expected = a.clone();
     expected.extend_from_slice(&b);
     assert_eq!(app.download_bytes(&url).await, expected);
@@ -52,7 +45,7 @@ async fn final_upload_joins_partials_in_order(backend: Backend) {
     assert_eq!(response.status(), 403);
     assert_eq!(error_code(response).await, "patch_on_final_upload");
 }
-on_both_backends!(final_upload_joins_partials_in_order);
+on_every_backend!(final_upload_joins_partials_in_order);
 
 async fn final_upload_needs_complete_owned_partials(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -67,12 +60,8 @@ async fn final_upload_needs_complete_owned_partials(backend: Backend) {
     assert_eq!(response.status(), 400);
     assert_eq!(error_code(response).await, "partial_upload_incomplete");
     let plain = app.create_upload(1).await;
-    let response = app
-        .tus(Method::POST, &app.files_url())
-        .header("Upload-Concat", format!("final;{plain}"))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        app.tus(Method::POST, &app.files_url()).header("Upload-Concat", format!("final;{plain}")).send().await.unwrap();
     assert_eq!(error_code(response).await, "not_a_partial_upload");
     // Bob cannot concatenate alice's partials.
     let response = app
@@ -83,4 +72,4 @@ async fn final_upload_needs_complete_owned_partials(backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), 404);
 }
-on_both_backends!(final_upload_needs_complete_owned_partials);
+on_every_backend!(final_upload_needs_complete_owned_partials);

@@ -3,15 +3,12 @@ use reqwest::multipart::{Form, Part};
 use sha2::Digest;
 
 use crate::helpers::{bytes, error_code, spawn_app, Backend};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
 fn form(files: &[(&str, Vec<u8>)]) -> Form {
     let mut form = Form::new().text("note", "not a file");
     for (name, data) in files {
-        let part = Part::bytes(data.clone())
-            .file_name(name.to_string())
-            .mime_str("image/png")
-            .unwrap();
+        let part = Part::bytes(data.clone()).file_name(name.to_string()).mime_str("image/png").unwrap();
         form = form.part(name.to_string(), part);
     }
     form
@@ -19,11 +16,7 @@ fn form(files: &[(&str, Vec<u8>)]) -> Form {
 
 async fn a_form_creates_one_complete_upload_per_file(backend: Backend) {
     let app = spawn_app(backend).await;
-    let files = [
-        ("a.png", bytes(200_000, 3)),
-        ("b.png", bytes(17, 4)),
-        ("empty.png", Vec::new()),
-    ];
+    let files = [("a.png", bytes(200_000, 3)), ("b.png", bytes(17, 4)), ("empty.png", Vec::new())];
     let response = app
         .client
         .post(format!("{}/uploads", app.address))
@@ -47,19 +40,13 @@ async fn a_form_creates_one_complete_upload_per_file(backend: Backend) {
         assert_eq!(download.bytes().await.unwrap().to_vec(), *data);
     }
 }
-on_both_backends!(a_form_creates_one_complete_upload_per_file);
+on_every_backend!(a_form_creates_one_complete_upload_per_file);
 
 async fn a_form_without_files_or_of_the_wrong_type_is_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     let url = format!("{}/uploads", app.address);
-    let response = app
-        .client
-        .post(&url)
-        .bearer_auth(&app.alice)
-        .multipart(Form::new().text("a", "b"))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        app.client.post(&url).bearer_auth(&app.alice).multipart(Form::new().text("a", "b")).send().await.unwrap();
     assert_eq!(response.status(), 400);
     assert_eq!(error_code(response).await, "no_files");
     let response = app
@@ -72,16 +59,10 @@ async fn a_form_without_files_or_of_the_wrong_type_is_refused(backend: Backend) 
         .await
         .unwrap();
     assert_eq!(response.status(), 415);
-    let response = app
-        .client
-        .post(&url)
-        .multipart(form(&[("a", vec![1])]))
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.post(&url).multipart(form(&[("a", vec![1])])).send().await.unwrap();
     assert_eq!(response.status(), 401);
 }
-on_both_backends!(a_form_without_files_or_of_the_wrong_type_is_refused);
+on_every_backend!(a_form_without_files_or_of_the_wrong_type_is_refused);
 
 async fn a_retried_form_with_the_same_key_creates_nothing_new(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -104,4 +85,4 @@ async fn a_retried_form_with_the_same_key_creates_nothing_new(backend: Backend) 
     assert_eq!(first, second);
     assert_eq!(app.count_uploads(), 1);
 }
-on_both_backends!(a_retried_form_with_the_same_key_creates_nothing_new);
+on_every_backend!(a_retried_form_with_the_same_key_creates_nothing_new);

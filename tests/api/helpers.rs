@@ -15,15 +15,20 @@ use reqwest::{Method, Response};
 
 pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
+/// Where a test's server keeps its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite + the disk store: the embedded default.
     Sqlite,
+    /// PostgreSQL + the disk store.
     Postgres,
+    /// PostgreSQL + the S3 store on the emulator scripts/test starts (moto).
+    S3,
 }
 
-/// Runs an async test body once per database backend.
+/// Runs an async test body once per backend.
 #[macro_export]
-macro_rules! on_both_backends {
+macro_rules! on_every_backend {
     ($name:ident) => {
         mod $name {
             #[actix_rt::test]
@@ -34,13 +39,25 @@ macro_rules! on_both_backends {
             async fn postgres() {
                 super::$name($crate::helpers::Backend::Postgres).await
             }
+            #[actix_rt::test]
+            async fn s3() {
+                super::$name($crate::helpers::Backend::S3).await
+            }
         }
     };
 }
 
+pub fn s3_endpoint() -> String {
+    std::env::var("HOIST_TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5055".to_owned())
+}
+
+/// An S3 client for the emulator, as the tests' own view of the bucket.
+pub async fn s3_client(settings: &Settings) -> aws_sdk_s3::Client {
+    hoist::store::S3Store::connect(&settings.store.s3).await.expect("S3 client").client().clone()
+}
+
 pub fn postgres_base_url() -> String {
-    std::env::var("HOIST_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    std::env::var("HOIST_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
 /// A PostgreSQL database of its own for one test. An unreachable server fails the test.
@@ -55,25 +72,16 @@ impl PgTestDb {
         let base = postgres_base_url();
         let mut admin = PgConnection::establish(&format!("{base}/postgres"))
             .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for the tests: {e}"));
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .expect("create test database");
-        PgTestDb {
-            url: format!("{base}/{name}"),
-            name,
-        }
+        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).expect("create test database");
+        PgTestDb { url: format!("{base}/{name}"), name }
     }
 }
 
 impl Drop for PgTestDb {
     fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", postgres_base_url()))
-        {
-            let _ = diesel::sql_query(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut admin);
+        if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", postgres_base_url())) {
+            let _ =
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin);
         }
     }
 }
@@ -95,10 +103,7 @@ impl TestClient {
         TestClient {
             address: format!("http://127.0.0.1:{port}"),
             port,
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
+            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
             alice: keys.mint("alice", Role::Uploader, hour).expect("token"),
             bob: keys.mint("bob", Role::Uploader, hour).expect("token"),
             admin: keys.mint("root", Role::Admin, hour).expect("token"),
@@ -123,14 +128,27 @@ impl std::ops::Deref for TestApp {
     }
 }
 
-/// Test settings for a backend, with a fresh data directory (and database).
-pub fn test_settings(backend: Backend) -> (Settings, tempfile::TempDir, Option<PgTestDb>) {
+/// Test settings for a backend, with a fresh data directory (and database, and bucket).
+pub async fn test_settings(backend: Backend) -> (Settings, tempfile::TempDir, Option<PgTestDb>) {
     let mut settings = Settings::load(Path::new("config"), "test").expect("config/test.toml loads");
     let data_dir = tempfile::tempdir().expect("temp dir");
     settings.server.data_dir = data_dir.path().to_path_buf();
     settings.auth.jwt_secret = TEST_SECRET.to_owned();
-    let pg = (backend == Backend::Postgres).then(PgTestDb::create);
+    let pg = (backend != Backend::Sqlite).then(PgTestDb::create);
     settings.database.url = pg.as_ref().map(|db| db.url.clone()).unwrap_or_default();
+    if backend == Backend::S3 {
+        let s3 = &mut settings.store.s3;
+        settings.store.kind = hoist::config::StoreKind::S3;
+        s3.endpoint = s3_endpoint();
+        s3.bucket = format!("hoist-test-{}", uuid::Uuid::new_v4().simple());
+        s3.path_style = true;
+        s3.access_key_id = "test".to_owned();
+        s3.secret_access_key = "test".to_owned();
+        let client = s3_client(&settings).await;
+        client.create_bucket().bucket(&settings.store.s3.bucket).send().await.unwrap_or_else(|e| {
+            panic!("the S3 emulator at {} is required (scripts/test starts it): {e:?}", s3_endpoint())
+        });
+    }
     if std::env::var("TEST_LOG").is_ok() {
         settings.log.level = "debug".to_owned();
         settings.log.format = hoist::config::LogFormat::Term;
@@ -143,34 +161,30 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    let (mut settings, data_dir, pg) = test_settings(backend);
+    let (mut settings, data_dir, pg) = test_settings(backend).await;
     tweak(&mut settings);
     let log = hoist::telemetry::build_logger(&settings.log).expect("logger");
-    let app = Application::build(settings.clone(), log)
-        .await
-        .expect("application starts");
+    let app = Application::build(settings.clone(), log).await.expect("application starts");
     let port = app.port();
     let state = app.state();
     actix_rt::spawn(app.run_until_stopped());
-    TestApp {
-        http: TestClient::new(port, &settings),
-        settings,
-        state,
-        _data_dir: data_dir,
-        _pg: pg,
-    }
+    TestApp { http: TestClient::new(port, &settings), settings, state, _data_dir: data_dir, _pg: pg }
 }
 
 impl TestApp {
+    /// Whether the store still holds anything of the upload at `url`.
+    pub async fn stored(&self, url: &str) -> bool {
+        let id = url.rsplit('/').next().expect("upload id");
+        let key = self.state.store.key_for(&hoist::domain::UploadId::parse(id).expect("id"));
+        self.state.store.holds_anything(&key).await.expect("store answers")
+    }
+
     /// Counts upload rows straight from the database.
     pub fn count_uploads(&self) -> i64 {
         use diesel::dsl::count_star;
         use diesel::QueryDsl;
         use hoist::db::schema::uploads::dsl::uploads;
-        self.state
-            .repo
-            .run_blocking(|conn| Ok(uploads.select(count_star()).first::<i64>(conn)?))
-            .expect("count")
+        self.state.repo.run_blocking(|conn| Ok(uploads.select(count_star()).first::<i64>(conn)?)).expect("count")
     }
 }
 
@@ -185,10 +199,7 @@ impl TestClient {
     }
 
     pub fn tus_as(&self, token: &str, method: Method, url: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, url)
-            .bearer_auth(token)
-            .header("Tus-Resumable", "1.0.0")
+        self.client.request(method, url).bearer_auth(token).header("Tus-Resumable", "1.0.0")
     }
 
     pub async fn create(&self, length: u64) -> Response {
@@ -202,21 +213,11 @@ impl TestClient {
     /// Creates an upload and returns its URL.
     pub async fn create_upload(&self, length: u64) -> String {
         let response = self.create(length).await;
-        assert_eq!(
-            response.status(),
-            201,
-            "creation failed: {:?}",
-            response.text().await
-        );
+        assert_eq!(response.status(), 201, "creation failed: {:?}", response.text().await);
         location(&response)
     }
 
-    pub fn patch_request(
-        &self,
-        url: &str,
-        offset: u64,
-        body: impl Into<reqwest::Body>,
-    ) -> reqwest::RequestBuilder {
+    pub fn patch_request(&self, url: &str, offset: u64, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
         self.tus(Method::PATCH, url)
             .header("Upload-Offset", offset.to_string())
             .header("Content-Type", "application/offset+octet-stream")
@@ -224,10 +225,7 @@ impl TestClient {
     }
 
     pub async fn patch(&self, url: &str, offset: u64, body: &[u8]) -> Response {
-        self.patch_request(url, offset, body.to_vec())
-            .send()
-            .await
-            .expect("PATCH")
+        self.patch_request(url, offset, body.to_vec()).send().await.expect("PATCH")
     }
 
     pub async fn head(&self, url: &str) -> Response {
@@ -240,13 +238,22 @@ impl TestClient {
         header_u64(response.headers(), "Upload-Offset")
     }
 
+    /// GET on an upload: a redirect to a signed URL, which is then fetched without a token.
     pub async fn download(&self, url: &str) -> Response {
-        self.client
-            .get(url)
-            .bearer_auth(&self.alice)
-            .send()
-            .await
-            .expect("GET")
+        self.download_with(url, |r| r).await
+    }
+
+    pub async fn download_with(
+        &self,
+        url: &str,
+        extra: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Response {
+        let response = self.client.get(url).bearer_auth(&self.alice).send().await.expect("GET");
+        if response.status() != 307 {
+            return response;
+        }
+        let signed = location(&response);
+        extra(self.client.get(signed)).send().await.expect("GET signed URL")
     }
 
     pub async fn download_bytes(&self, url: &str) -> Vec<u8> {
@@ -257,25 +264,15 @@ impl TestClient {
 }
 
 pub fn location(response: &Response) -> String {
-    response
-        .headers()
-        .get("Location")
-        .and_then(|v| v.to_str().ok())
-        .expect("Location header")
-        .to_owned()
+    response.headers().get("Location").and_then(|v| v.to_str().ok()).expect("Location header").to_owned()
 }
 
 pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("missing header {name}"))
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_else(|| panic!("missing header {name}"))
 }
 
 pub fn header_u64(headers: &HeaderMap, name: &str) -> u64 {
-    header_str(headers, name)
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is not a number"))
+    header_str(headers, name).parse().unwrap_or_else(|_| panic!("{name} is not a number"))
 }
 
 pub async fn error_code(response: Response) -> String {
@@ -285,7 +282,5 @@ pub async fn error_code(response: Response) -> String {
 
 /// Deterministic test bytes.
 pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }

@@ -3,14 +3,12 @@ use std::time::Duration;
 use reqwest::Method;
 
 use crate::helpers::{error_code, header_u64, location, spawn_app, Backend};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
 async fn a_retried_creation_returns_the_first_upload(backend: Backend) {
     let app = spawn_app(backend).await;
     let create = || {
-        app.tus(Method::POST, &app.files_url())
-            .header("Upload-Length", "10")
-            .header("Idempotency-Key", "\"create-1\"")
+        app.tus(Method::POST, &app.files_url()).header("Upload-Length", "10").header("Idempotency-Key", "\"create-1\"")
     };
     let first = create().send().await.unwrap();
     assert_eq!(first.status(), 201);
@@ -41,15 +39,12 @@ async fn a_retried_creation_returns_the_first_upload(backend: Backend) {
     assert_ne!(location(&bobs), location(&first));
     assert_eq!(app.count_uploads(), 2);
 }
-on_both_backends!(a_retried_creation_returns_the_first_upload);
+on_every_backend!(a_retried_creation_returns_the_first_upload);
 
 async fn a_retried_patch_replays_and_changes_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     let url = app.create_upload(10).await;
-    let patch = || {
-        app.patch_request(&url, 0, b"abcde".to_vec())
-            .header("Idempotency-Key", "p-1")
-    };
+    let patch = || app.patch_request(&url, 0, b"abcde".to_vec()).header("Idempotency-Key", "p-1");
     let first = patch().send().await.unwrap();
     assert_eq!(first.status(), 204);
     let retry = patch().send().await.unwrap();
@@ -57,15 +52,17 @@ async fn a_retried_patch_replays_and_changes_nothing(backend: Backend) {
     assert_eq!(header_u64(retry.headers(), "Upload-Offset"), 5);
     assert_eq!(app.offset(&url).await, 5);
 }
-on_both_backends!(a_retried_patch_replays_and_changes_nothing);
+on_every_backend!(a_retried_patch_replays_and_changes_nothing);
 
 async fn a_retry_while_the_first_runs_gets_409(backend: Backend) {
     let app = spawn_app(backend).await;
     let url = app.create_upload(10).await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
-    });
+    let body =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
+        );
     let slow = app
         .patch_request(&url, 0, reqwest::Body::wrap_stream(body))
         .header("Idempotency-Key", "slow")
@@ -74,12 +71,7 @@ async fn a_retry_while_the_first_runs_gets_409(backend: Backend) {
     let slow = tokio::spawn(slow);
     tx.send(b"ab".to_vec()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let retry = app
-        .patch_request(&url, 0, b"abcd".to_vec())
-        .header("Idempotency-Key", "slow")
-        .send()
-        .await
-        .unwrap();
+    let retry = app.patch_request(&url, 0, b"abcd".to_vec()).header("Idempotency-Key", "slow").send().await.unwrap();
     assert_eq!(retry.status(), 409);
     assert_eq!(error_code(retry).await, "idempotency_request_in_flight");
     tx.send(b"cd".to_vec()).await.unwrap();
@@ -88,4 +80,4 @@ async fn a_retry_while_the_first_runs_gets_409(backend: Backend) {
     assert_eq!(first.status(), 204);
     assert_eq!(app.offset(&url).await, 4);
 }
-on_both_backends!(a_retry_while_the_first_runs_gets_409);
+on_every_backend!(a_retry_while_the_first_runs_gets_409);

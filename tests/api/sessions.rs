@@ -5,7 +5,7 @@ use reqwest::Method;
 use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{bytes, error_code, spawn_app, spawn_app_with, Backend, TestApp};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use hoist::db::models::{UploadRow, UploadState};
 use hoist::db::uploads::{self, LeaseOutcome, Progress};
 
@@ -15,21 +15,16 @@ fn slow_patch(
     url: &str,
     offset: u64,
     len: u64,
-) -> (
-    tokio::sync::mpsc::Sender<Vec<u8>>,
-    tokio::task::JoinHandle<reqwest::Response>,
-) {
+) -> (tokio::sync::mpsc::Sender<Vec<u8>>, tokio::task::JoinHandle<reqwest::Response>) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
-    });
-    let request = app
-        .patch_request(url, offset, reqwest::Body::wrap_stream(body))
-        .header("Content-Length", len.to_string());
-    (
-        tx,
-        tokio::spawn(async move { request.send().await.expect("slow PATCH") }),
-    )
+    let body =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
+        );
+    let request =
+        app.patch_request(url, offset, reqwest::Body::wrap_stream(body)).header("Content-Length", len.to_string());
+    (tx, tokio::spawn(async move { request.send().await.expect("slow PATCH") }))
 }
 
 async fn concurrent_patches_never_interleave(backend: Backend) {
@@ -51,16 +46,14 @@ async fn concurrent_patches_never_interleave(backend: Backend) {
     assert_eq!(app.patch(&url, 4, b"efgh").await.status(), 204);
     assert_eq!(app.download_bytes(&url).await, b"abcdefgh");
 }
-on_both_backends!(concurrent_patches_never_interleave);
+on_every_backend!(concurrent_patches_never_interleave);
 
 async fn a_client_that_disconnects_mid_body_keeps_what_arrived(backend: Backend) {
     let app = spawn_app(backend).await;
     let url = app.create_upload(1_000_000).await;
     let path = url.trim_start_matches(&app.address).to_owned();
     let data = bytes(1_000_000, 5);
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
-        .await
-        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     let head = format!(
         "PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nTus-Resumable: 1.0.0\r\n\
          Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 1000000\r\n\r\n",
@@ -80,13 +73,10 @@ async fn a_client_that_disconnects_mid_body_keeps_what_arrived(backend: Backend)
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(offset, 300_000, "every received byte is kept");
-    assert_eq!(
-        app.patch(&url, offset, &data[300_000..]).await.status(),
-        204
-    );
+    assert_eq!(app.patch(&url, offset, &data[300_000..]).await.status(), 204);
     assert_eq!(app.download_bytes(&url).await, data);
 }
-on_both_backends!(a_client_that_disconnects_mid_body_keeps_what_arrived);
+on_every_backend!(a_client_that_disconnects_mid_body_keeps_what_arrived);
 
 async fn an_idle_session_stops_and_is_rebuilt_from_the_database(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.uploads.session_idle_secs = 1).await;
@@ -106,7 +96,7 @@ async fn an_idle_session_stops_and_is_rebuilt_from_the_database(backend: Backend
     assert_eq!(app.patch(&url, 3, b"def").await.status(), 204);
     assert_eq!(app.download_bytes(&url).await, b"abcdef");
 }
-on_both_backends!(an_idle_session_stops_and_is_rebuilt_from_the_database);
+on_every_backend!(an_idle_session_stops_and_is_rebuilt_from_the_database);
 
 /// Two processes racing at the SQL level: the lease and the offset compare-and-set let
 /// exactly one advance an upload.
@@ -116,16 +106,12 @@ async fn two_writers_cannot_both_advance_one_upload(backend: Backend) {
     let id = url.rsplit('/').next().unwrap().to_owned();
     let repo = app.state.repo.clone();
     let soon = (Utc::now() + chrono::Duration::seconds(60)).naive_utc();
-    let token_a = match repo
-        .run_blocking(|c| uploads::acquire_lease(c, &id, "node-a", soon))
-        .unwrap()
-    {
+    let token_a = match repo.run_blocking(|c| uploads::acquire_lease(c, &id, "node-a", soon)).unwrap() {
         LeaseOutcome::Acquired(row) => row.lease_token,
         _ => panic!("node a gets the lease"),
     };
     assert!(matches!(
-        repo.run_blocking(|c| uploads::acquire_lease(c, &id, "node-b", soon))
-            .unwrap(),
+        repo.run_blocking(|c| uploads::acquire_lease(c, &id, "node-b", soon)).unwrap(),
         LeaseOutcome::HeldElsewhere
     ));
     let step = |from, to| Progress {
@@ -134,44 +120,30 @@ async fn two_writers_cannot_both_advance_one_upload(backend: Backend) {
         declare_length: None,
         complete: false,
         lease_until: soon,
+        new_parts: Vec::new(),
     };
-    let advanced: Option<UploadRow> = repo
-        .run_blocking(|c| uploads::commit_progress(c, &id, token_a, &step(0, 5)))
-        .unwrap();
+    let advanced: Option<UploadRow> =
+        repo.run_blocking(|c| uploads::commit_progress(c, &id, token_a, &step(0, 5))).unwrap();
     assert_eq!(advanced.unwrap().upload_offset, 5);
     // The same step again (a second writer that read offset 0) fails.
-    assert!(repo
-        .run_blocking(|c| uploads::commit_progress(c, &id, token_a, &step(0, 5)))
-        .unwrap()
-        .is_none());
+    assert!(repo.run_blocking(|c| uploads::commit_progress(c, &id, token_a, &step(0, 5))).unwrap().is_none());
     // Once A's lease lapses B takes over, and A is fenced out even at the right offset.
     repo.run_blocking(|c| {
         use diesel::prelude::*;
         use hoist::db::schema::uploads::dsl as u;
         diesel::update(u::uploads)
-            .set(u::lease_expires_at.eq(Some(
-                (Utc::now() - chrono::Duration::seconds(1)).naive_utc(),
-            )))
+            .set(u::lease_expires_at.eq(Some((Utc::now() - chrono::Duration::seconds(1)).naive_utc())))
             .execute(c)?;
         Ok(())
     })
     .unwrap();
-    let token_b = match repo
-        .run_blocking(|c| uploads::acquire_lease(c, &id, "node-b", soon))
-        .unwrap()
-    {
+    let token_b = match repo.run_blocking(|c| uploads::acquire_lease(c, &id, "node-b", soon)).unwrap() {
         LeaseOutcome::Acquired(row) => row.lease_token,
         _ => panic!("node b takes over a lapsed lease"),
     };
     assert!(token_b > token_a);
-    assert!(repo
-        .run_blocking(|c| uploads::commit_progress(c, &id, token_a, &step(5, 8)))
-        .unwrap()
-        .is_none());
-    let row = repo
-        .run_blocking(|c| uploads::commit_progress(c, &id, token_b, &step(5, 8)))
-        .unwrap()
-        .unwrap();
+    assert!(repo.run_blocking(|c| uploads::commit_progress(c, &id, token_a, &step(5, 8))).unwrap().is_none());
+    let row = repo.run_blocking(|c| uploads::commit_progress(c, &id, token_b, &step(5, 8))).unwrap().unwrap();
     assert_eq!((row.upload_offset, row.state()), (8, UploadState::Open));
     // Through HTTP, this node now finds the upload leased elsewhere.
     let response = app
@@ -184,4 +156,4 @@ async fn two_writers_cannot_both_advance_one_upload(backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), 423);
 }
-on_both_backends!(two_writers_cannot_both_advance_one_upload);
+on_every_backend!(two_writers_cannot_both_advance_one_upload);

@@ -41,14 +41,8 @@ fn concat_header(row: &UploadRow) -> Option<String> {
     if row.is_partial_concat() {
         return Some("partial".to_owned());
     }
-    let parts = row
-        .concat_parts
-        .as_deref()
-        .filter(|_| row.is_final_concat())?;
-    let urls: Vec<String> = parts
-        .split(' ')
-        .map(|id| format!("{FILES_PATH}/{id}"))
-        .collect();
+    let parts = row.concat_parts.as_deref().filter(|_| row.is_final_concat())?;
+    let urls: Vec<String> = parts.split(' ').map(|id| format!("{FILES_PATH}/{id}")).collect();
     Some(format!("final;{}", urls.join(" ")))
 }
 

@@ -60,14 +60,9 @@ pub fn expires_header(row: &UploadRow) -> Option<(String, String)> {
     if row.state() != UploadState::Open {
         return None;
     }
-    row.expires_at_utc()
-        .map(|at| ("Upload-Expires".to_owned(), http_date(at)))
+    row.expires_at_utc().map(|at| ("Upload-Expires".to_owned(), http_date(at)))
 }
 
 pub fn no_content(headers: Vec<(String, String)>) -> StoredResponse {
-    StoredResponse {
-        status: 204,
-        headers,
-        body: Vec::new(),
-    }
+    StoredResponse { status: 204, headers, body: Vec::new() }
 }

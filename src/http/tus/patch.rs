@@ -18,10 +18,7 @@ pub async fn patch(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    idempotent(&state, &req, &caller, || {
-        run(&state, &req, &caller, &path, payload)
-    })
-    .await
+    idempotent(&state, &req, &caller, || run(&state, &req, &caller, &path, payload)).await
 }
 
 async fn run(
@@ -34,19 +31,12 @@ async fn run(
     require_tus(req)?;
     let id = UploadId::parse(path)?;
     if headers::content_type(req)?.as_deref() != Some(OFFSET_OCTET_STREAM) {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "PATCH bodies are {OFFSET_OCTET_STREAM}"
-        )));
+        return Err(ApiError::UnsupportedMediaType(format!("PATCH bodies are {OFFSET_OCTET_STREAM}")));
     }
     let spec = AppendSpec {
-        expected_offset: parse_non_negative(
-            "Upload-Offset",
-            headers::required(req, "Upload-Offset")?,
-        )?,
+        expected_offset: parse_non_negative("Upload-Offset", headers::required(req, "Upload-Offset")?)?,
         declare_length: headers::optional_number(req, "Upload-Length")?,
-        checksum: headers::optional(req, "Upload-Checksum")?
-            .map(Checksum::parse)
-            .transpose()?,
+        checksum: headers::optional(req, "Upload-Checksum")?.map(Checksum::parse).transpose()?,
         content_length: headers::content_length(req)?,
     };
     let row = state.load_upload(&id).await?;
