@@ -9,5 +9,6 @@ mod crash;
 mod expiry;
 mod form;
 mod idempotency;
+mod s3;
 mod sessions;
 mod tus_core;
