@@ -1,0 +1,304 @@
+//! The benchmark's server process, client and ceilings.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+pub const MIB: u64 = 1024 * 1024;
+const SECRET: &str = "bench-secret-bench-secret-bench-secret-00";
+
+pub struct StoreUnderTest {
+    pub kind: &'static str,
+    pub fsync: bool,
+    pub s3_endpoint: Option<String>,
+}
+
+impl StoreUnderTest {
+    pub fn label(&self) -> String {
+        match self.kind {
+            "disk" => format!("disk, fsync {}", if self.fsync { "on" } else { "off" }),
+            other => format!("{other} (emulator)"),
+        }
+    }
+}
+
+pub struct ServerConfig {
+    env: Vec<(String, String)>,
+    s3: Option<(String, String)>,
+}
+
+impl ServerConfig {
+    pub fn for_store(store: &StoreUnderTest) -> ServerConfig {
+        let mut env = vec![
+            ("HOIST__STORE__KIND".to_owned(), store.kind.to_owned()),
+            ("HOIST__STORE__DISK__FSYNC".to_owned(), store.fsync.to_string()),
+        ];
+        let s3 = store.s3_endpoint.as_ref().map(|endpoint| {
+            let bucket = format!("hoist-bench-{}", uuid::Uuid::new_v4().simple());
+            env.extend([
+                ("HOIST__STORE__S3__BUCKET".to_owned(), bucket.clone()),
+                ("HOIST__STORE__S3__ENDPOINT".to_owned(), endpoint.clone()),
+                ("HOIST__STORE__S3__PATH_STYLE".to_owned(), "true".to_owned()),
+                ("AWS_ACCESS_KEY_ID".to_owned(), "bench".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY".to_owned(), "bench".to_owned()),
+            ]);
+            (endpoint.clone(), bucket)
+        });
+        ServerConfig { env, s3 }
+    }
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    data_dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port()
+}
+
+impl Server {
+    pub async fn start(config: &ServerConfig) -> Server {
+        if let Some((endpoint, bucket)) = &config.s3 {
+            let client = reqwest::Client::new();
+            // Path-style CreateBucket; the emulator takes any credentials.
+            let _ = client.put(format!("{endpoint}/{bucket}")).send().await;
+        }
+        let data_dir = tempfile::tempdir_in(std::env::var("HOIST_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()))
+            .expect("data dir");
+        let port = free_port();
+        let mut env = config.env.clone();
+        env.extend([
+            ("HOIST_ENV".to_owned(), "bench".to_owned()),
+            ("HOIST__SERVER__DATA_DIR".to_owned(), data_dir.path().display().to_string()),
+            ("HOIST__AUTH__JWT_SECRET".to_owned(), SECRET.to_owned()),
+            ("HOIST__LOG__LEVEL".to_owned(), "warn".to_owned()),
+            ("HOIST__UPLOADS__MAX_SIZE".to_owned(), (1024 * MIB).to_string()),
+        ]);
+        let child = Command::new(env!("CARGO_BIN_EXE_hoist"))
+            .args(["--config-dir", "config", "serve", "--listen", &format!("127.0.0.1:{port}")])
+            .envs(env.iter().cloned())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start hoist");
+        let server = Server { child, base: format!("http://127.0.0.1:{port}"), data_dir, env };
+        let probe = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = probe.get(format!("{}/health/ready", server.base)).send().await {
+                if r.status() == 200 {
+                    return server;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("hoist did not become ready");
+    }
+
+    fn token(&self) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_hoist"))
+            .args(["--config-dir", "config", "token", "--sub", "bench", "--ttl", "2h"])
+            .envs(self.env.iter().cloned())
+            .env("HOIST__SERVER__DATA_DIR", self.data_dir.path())
+            .output()
+            .expect("hoist token");
+        String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().trim().to_owned()
+    }
+
+    /// Peak RSS (VmHWM, MiB) and CPU seconds of the server, then stops it.
+    pub fn stop(mut self) -> (f64, f64) {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let hwm_kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+        let ticks: f64 = [11, 12].iter().filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok())).sum();
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = self.child.wait();
+        (hwm_kib / 1024.0, ticks / 100.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    /// The loopback sink: no protocol, every PATCH goes to one path.
+    sink: bool,
+}
+
+impl Client {
+    pub async fn new(server: &Server) -> Client {
+        Client { http: reqwest::Client::new(), base: server.base.clone(), token: server.token(), sink: false }
+    }
+
+    pub async fn create(&self, length: u64) -> String {
+        if self.sink {
+            return format!("{}/sink", self.base);
+        }
+        let response = self
+            .http
+            .post(format!("{}/files", self.base))
+            .bearer_auth(&self.token)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Length", length.to_string())
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status(), 201, "create");
+        response.headers()["Location"].to_str().expect("Location").to_owned()
+    }
+
+    async fn patch(&self, url: &str, offset: u64, len: u64, body: reqwest::Body) {
+        let response = self
+            .http
+            .patch(url)
+            .bearer_auth(&self.token)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Offset", offset.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Content-Length", len.to_string())
+            .body(body)
+            .send()
+            .await
+            .expect("PATCH");
+        assert_eq!(response.status(), 204, "PATCH at {offset}");
+    }
+
+    pub async fn patch_bytes(&self, url: &str, offset: u64, data: Vec<u8>) {
+        let len = data.len() as u64;
+        self.patch(url, offset, len, reqwest::Body::from(data)).await;
+    }
+
+    pub async fn head(&self, url: &str) {
+        let response =
+            self.http.head(url).bearer_auth(&self.token).header("Tus-Resumable", "1.0.0").send().await.expect("HEAD");
+        assert_eq!(response.status(), 200);
+    }
+
+    /// One upload of `size` bytes in `chunk`-sized PATCHes, each body streamed from `file`.
+    pub async fn upload_from_file(&self, file: &Path, size: u64, chunk: u64) {
+        let url = self.create(size).await;
+        let mut offset = 0;
+        while offset < size {
+            let len = chunk.min(size - offset);
+            self.patch(&url, offset, len, file_range(file.to_path_buf(), offset, len)).await;
+            offset += len;
+        }
+    }
+}
+
+/// A streamed request body: `len` bytes of `path` from `start`, read 256 KiB at a time.
+fn file_range(path: PathBuf, start: u64, len: u64) -> reqwest::Body {
+    let stream = futures_util::stream::unfold((None::<tokio::fs::File>, len), move |(file, left)| {
+        let path = path.clone();
+        async move {
+            if left == 0 {
+                return None;
+            }
+            let mut file = match file {
+                Some(f) => f,
+                None => {
+                    let mut f = tokio::fs::File::open(&path).await.ok()?;
+                    f.seek(std::io::SeekFrom::Start(start)).await.ok()?;
+                    f
+                }
+            };
+            let mut buf = vec![0u8; (256 * 1024).min(left as usize)];
+            file.read_exact(&mut buf).await.ok()?;
+            let n = buf.len() as u64;
+            Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (Some(file), left - n)))
+        }
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+/// A loopback HTTP/1.1 server that reads and discards bodies: the throughput ceiling.
+pub async fn start_sink() -> Client {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("sink");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut reader = BufReader::with_capacity(256 * 1024, read);
+                loop {
+                    let mut length = 0u64;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut discard = (&mut reader).take(length);
+                    if tokio::io::copy(&mut discard, &mut tokio::io::sink()).await.is_err() {
+                        return;
+                    }
+                    if write.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Client { http: reqwest::Client::new(), base, token: String::new(), sink: true }
+}
+
+pub fn write_source_file(path: &Path, size: u64) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("source file"));
+    let block: Vec<u8> = (0..MIB).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    for _ in 0..size / MIB {
+        file.write_all(&block).expect("write source");
+    }
+    file.flush().expect("flush source");
+}
+
+/// `dd if=/dev/zero bs=8M count=64 conv=fsync` in `dir`: the disk's fsynced write rate.
+pub fn dd_fsync_rate(dir: &Path) -> f64 {
+    let target = dir.join("dd.bin");
+    let output = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}", target.display()), "bs=8M", "count=64", "conv=fsync"])
+        .output()
+        .expect("dd");
+    let _ = std::fs::remove_file(&target);
+    let text = String::from_utf8_lossy(&output.stderr);
+    // "536870912 bytes (537 MB, 512 MiB) copied, 1.234 s, 435 MB/s"
+    let seconds: f64 = text
+        .split("copied, ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|s| s.replace(',', ".").parse().ok())
+        .unwrap_or(f64::NAN);
+    (512 * MIB) as f64 / seconds
+}
+
+pub fn fmt_rate(bytes_per_second: f64) -> String {
+    format!("{:.1} MiB/s", bytes_per_second / MIB as f64)
+}

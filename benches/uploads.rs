@@ -1,0 +1,172 @@
+//! The upload benchmark (issue: "a benchmark that tells us where we stand"). Run it with
+//! `scripts/bench`. It starts the release `hoist` binary on loopback for each store
+//! configuration, drives the scenarios with streamed request bodies read from files, and
+//! prints each figure beside the ceiling measured in the same run: a loopback sink that
+//! discards bodies (throughput) and `dd conv=fsync` on the same disk (fsynced throughput).
+//! Bounded: every loop has a fixed count.
+
+mod bench_support;
+
+use std::time::{Duration, Instant};
+
+use bench_support::{dd_fsync_rate, fmt_rate, start_sink, Client, Server, ServerConfig, StoreUnderTest, MIB};
+
+struct Row {
+    scenario: &'static str,
+    store: String,
+    value: String,
+    ceiling: String,
+    ratio: String,
+    rss_mib: f64,
+    cpu_s: f64,
+}
+
+async fn throughput_scenarios(store: &StoreUnderTest, sink_rate: f64, dd_rate: f64, file: &std::path::Path, rows: &mut Vec<Row>) {
+    let ceiling = if store.fsync { dd_rate.min(sink_rate) } else { sink_rate };
+    let ceiling_name = if store.fsync { "dd conv=fsync" } else { "loopback sink" };
+    let scenarios: [(&'static str, u64, usize, u64); 3] = [
+        ("1: one 512 MiB upload, 8 MiB PATCHes", 512 * MIB, 1, 8 * MIB),
+        ("2: 50 x 8 MiB uploads, 1 MiB PATCHes", 8 * MIB, 50, MIB),
+        ("3: one 64 MiB upload, 64 KiB PATCHes", 64 * MIB, 1, 64 * 1024),
+    ];
+    let mut s1_rate = 0.0;
+    for (name, size, parallel, chunk) in scenarios {
+        let server = Server::start(&ServerConfig::for_store(store)).await;
+        let client = Client::new(&server).await;
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..parallel {
+            let (client, file) = (client.clone(), file.to_path_buf());
+            tasks.push(tokio::spawn(async move { client.upload_from_file(&file, size, chunk).await }));
+        }
+        for task in tasks {
+            task.await.expect("upload task");
+        }
+        let rate = (size * parallel as u64) as f64 / started.elapsed().as_secs_f64();
+        let (rss, cpu) = server.stop();
+        let (ceiling_rate, ceiling_label) =
+            if name.starts_with('3') { (s1_rate, "scenario 1".to_owned()) } else { (ceiling, ceiling_name.to_owned()) };
+        if name.starts_with('1') {
+            s1_rate = rate;
+        }
+        rows.push(Row {
+            scenario: name,
+            store: store.label(),
+            value: fmt_rate(rate),
+            ceiling: format!("{} ({ceiling_label})", fmt_rate(ceiling_rate)),
+            ratio: format!("{:.2}", rate / ceiling_rate),
+            rss_mib: rss,
+            cpu_s: cpu,
+        });
+    }
+}
+
+async fn idle_sessions(store: &StoreUnderTest, rows: &mut Vec<Row>) {
+    const OPEN: usize = 10_000;
+    let server = Server::start(&ServerConfig::for_store(store)).await;
+    let client = Client::new(&server).await;
+    let started = Instant::now();
+    let per_task = OPEN / 16;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_task {
+                let url = client.create(2048).await;
+                client.patch_bytes(&url, 0, vec![7u8; 1024]).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("open uploads");
+    }
+    let elapsed = started.elapsed();
+    let (rss, cpu) = server.stop();
+    rows.push(Row {
+        scenario: "4: 10,000 uploads left open mid-way",
+        store: store.label(),
+        value: format!("{:.0} uploads/s", OPEN as f64 / elapsed.as_secs_f64()),
+        ceiling: "RSS target 256 MiB".into(),
+        ratio: format!("{:.2}", rss / 256.0),
+        rss_mib: rss,
+        cpu_s: cpu,
+    });
+}
+
+async fn head_latency_under_load(store: &StoreUnderTest, file: &std::path::Path, rows: &mut Vec<Row>) {
+    let server = Server::start(&ServerConfig::for_store(store)).await;
+    let client = Client::new(&server).await;
+    let probe = client.create(10).await;
+    let mut load = Vec::new();
+    for _ in 0..50 {
+        let (client, file) = (client.clone(), file.to_path_buf());
+        load.push(tokio::spawn(async move { client.upload_from_file(&file, 8 * MIB, MIB).await }));
+    }
+    // 200 HEADs a second while scenario 2 runs, for at most 2,000 requests.
+    let mut latencies = Vec::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(5));
+    while latencies.len() < 2000 && load.iter().any(|t| !t.is_finished()) {
+        ticker.tick().await;
+        let started = Instant::now();
+        client.head(&probe).await;
+        latencies.push(started.elapsed());
+    }
+    for task in load {
+        task.await.expect("load");
+    }
+    let (rss, cpu) = server.stop();
+    latencies.sort();
+    let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    let p99 = pick(0.99);
+    rows.push(Row {
+        scenario: "5: HEAD while scenario 2 runs",
+        store: store.label(),
+        value: format!("p50 {:.2} ms, p99 {:.2} ms (n={})", pick(0.5).as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3, latencies.len()),
+        ceiling: "p99 target 5 ms".into(),
+        ratio: format!("{:.2}", p99.as_secs_f64() * 1e3 / 5.0),
+        rss_mib: rss,
+        cpu_s: cpu,
+    });
+}
+
+#[tokio::main]
+async fn main() {
+    let work = tempfile::tempdir_in(std::env::var("HOIST_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into())).expect("work dir");
+    let file = work.path().join("source.bin");
+    bench_support::write_source_file(&file, 512 * MIB);
+    let sink_rate = {
+        let sink = start_sink().await;
+        let started = Instant::now();
+        sink.upload_from_file(&file, 512 * MIB, 8 * MIB).await;
+        (512 * MIB) as f64 / started.elapsed().as_secs_f64()
+    };
+    let dd_rate = dd_fsync_rate(work.path());
+    println!("ceilings: loopback sink {} | dd conv=fsync {}", fmt_rate(sink_rate), fmt_rate(dd_rate));
+
+    let mut stores = vec![
+        StoreUnderTest { kind: "disk", fsync: true, s3_endpoint: None },
+        StoreUnderTest { kind: "disk", fsync: false, s3_endpoint: None },
+    ];
+    if let Ok(endpoint) = std::env::var("HOIST_BENCH_S3_ENDPOINT") {
+        stores.push(StoreUnderTest { kind: "s3", fsync: false, s3_endpoint: Some(endpoint) });
+    }
+    let only = std::env::var("HOIST_BENCH_ONLY").unwrap_or_default();
+    let mut rows = Vec::new();
+    for store in &stores {
+        if only.is_empty() || only.contains("throughput") {
+            throughput_scenarios(store, sink_rate, dd_rate, &file, &mut rows).await;
+        }
+        if only.is_empty() || only.contains("idle") {
+            idle_sessions(store, &mut rows).await;
+        }
+        if only.is_empty() || only.contains("head") {
+            head_latency_under_load(store, &file, &mut rows).await;
+        }
+    }
+    println!();
+    println!("| scenario | store | result | ceiling / target | ratio | server peak RSS (MiB) | server CPU (s) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for r in rows {
+        println!("| {} | {} | {} | {} | {} | {:.1} | {:.1} |", r.scenario, r.store, r.value, r.ceiling, r.ratio, r.rss_mib, r.cpu_s);
+    }
+}
