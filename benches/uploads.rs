@@ -21,7 +21,13 @@ struct Row {
     cpu_s: f64,
 }
 
-async fn throughput_scenarios(store: &StoreUnderTest, sink_rate: f64, dd_rate: f64, file: &std::path::Path, rows: &mut Vec<Row>) {
+async fn throughput_scenarios(
+    store: &StoreUnderTest,
+    sink_rate: f64,
+    dd_rate: f64,
+    file: &std::path::Path,
+    rows: &mut Vec<Row>,
+) {
     let ceiling = if store.fsync { dd_rate.min(sink_rate) } else { sink_rate };
     let ceiling_name = if store.fsync { "dd conv=fsync" } else { "loopback sink" };
     let scenarios: [(&'static str, u64, usize, u64); 3] = [
@@ -121,7 +127,12 @@ async fn head_latency_under_load(store: &StoreUnderTest, file: &std::path::Path,
     rows.push(Row {
         scenario: "5: HEAD while scenario 2 runs",
         store: store.label(),
-        value: format!("p50 {:.2} ms, p99 {:.2} ms (n={})", pick(0.5).as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3, latencies.len()),
+        value: format!(
+            "p50 {:.2} ms, p99 {:.2} ms (n={})",
+            pick(0.5).as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            latencies.len()
+        ),
         ceiling: "p99 target 5 ms".into(),
         ratio: format!("{:.2}", p99.as_secs_f64() * 1e3 / 5.0),
         rss_mib: rss,
@@ -131,7 +142,8 @@ async fn head_latency_under_load(store: &StoreUnderTest, file: &std::path::Path,
 
 #[tokio::main]
 async fn main() {
-    let work = tempfile::tempdir_in(std::env::var("HOIST_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into())).expect("work dir");
+    let work =
+        tempfile::tempdir_in(std::env::var("HOIST_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into())).expect("work dir");
     let file = work.path().join("source.bin");
     bench_support::write_source_file(&file, 512 * MIB);
     let sink_rate = {
@@ -167,6 +179,9 @@ async fn main() {
     println!("| scenario | store | result | ceiling / target | ratio | server peak RSS (MiB) | server CPU (s) |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for r in rows {
-        println!("| {} | {} | {} | {} | {} | {:.1} | {:.1} |", r.scenario, r.store, r.value, r.ceiling, r.ratio, r.rss_mib, r.cpu_s);
+        println!(
+            "| {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+            r.scenario, r.store, r.value, r.ceiling, r.ratio, r.rss_mib, r.cpu_s
+        );
     }
 }

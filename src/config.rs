@@ -53,7 +53,11 @@ pub struct ServerSettings {
 pub struct DatabaseSettings {
     /// `postgres://…` or a SQLite path (`sqlite://path` or a plain path). Empty: `{data_dir}/hoist.db`.
     pub url: String,
+    /// Connections for writes (sessions, creations, idempotency keys).
     pub pool_size: u32,
+    /// Connections for the lookups behind HEAD and request checks, kept apart so that they
+    /// never wait behind writers.
+    pub read_pool_size: u32,
     pub connect_timeout_secs: u64,
 }
 

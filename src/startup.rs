@@ -38,12 +38,13 @@ pub struct Application {
 /// and `janitor`.
 pub async fn open_backends(settings: &Settings) -> anyhow::Result<(Repo, Arc<Store>)> {
     let url = settings.database_url();
-    let (pool_size, timeout) =
-        (settings.database.pool_size, Duration::from_secs(settings.database.connect_timeout_secs));
-    let repo = tokio::task::spawn_blocking(move || Repo::connect(&url, pool_size, timeout))
-        .await
-        .context("database start-up task")?
-        .context("opening the database")?;
+    let database = settings.database.clone();
+    let timeout = Duration::from_secs(database.connect_timeout_secs);
+    let repo =
+        tokio::task::spawn_blocking(move || Repo::connect(&url, database.pool_size, database.read_pool_size, timeout))
+            .await
+            .context("database start-up task")?
+            .context("opening the database")?;
     let store = match settings.store.kind {
         StoreKind::Disk => Store::Disk(
             DiskStore::new(settings.disk_store_path(), settings.store.disk.fsync).context("opening the disk store")?,

@@ -32,7 +32,7 @@ impl AppState {
             return Ok(row);
         }
         let key = id.to_string();
-        let row = self.repo.run(move |conn| uploads::find(conn, &key)).await?.ok_or(ApiError::NotFound)?;
+        let row = self.repo.read(move |conn| uploads::find(conn, &key)).await?.ok_or(ApiError::NotFound)?;
         Ok(self.cache.put_if_settled(row))
     }
 

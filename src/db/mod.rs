@@ -29,13 +29,16 @@ pub enum DbError {
 #[derive(Clone)]
 pub struct Repo {
     pool: Pool<ConnectionManager>,
+    /// Lookups behind HEAD and request checks get their own connections, so that they never
+    /// queue behind writers waiting for the database's write lock.
+    read_pool: Pool<ConnectionManager>,
     backend: Backend,
 }
 
 impl Repo {
     /// Opens the pool (connecting eagerly, so a wrong URL fails at start-up) and runs the
     /// pending migrations of the matching backend.
-    pub fn connect(url: &str, pool_size: u32, connect_timeout: Duration) -> anyhow::Result<Repo> {
+    pub fn connect(url: &str, pool_size: u32, read_pool_size: u32, connect_timeout: Duration) -> anyhow::Result<Repo> {
         let manager = ConnectionManager::new(url)?;
         let backend = manager.backend();
         let pool = Pool::builder()
@@ -43,10 +46,14 @@ impl Repo {
             .connection_timeout(connect_timeout)
             .test_on_check_out(false)
             .build(manager)?;
-        let repo = Repo { pool, backend };
-        let mut conn = repo.pool.get()?;
-        conn.run_migrations()?;
-        Ok(repo)
+        // The schema must exist before the read pool opens its connections.
+        pool.get()?.run_migrations()?;
+        let read_pool = Pool::builder()
+            .max_size(read_pool_size.max(1))
+            .connection_timeout(connect_timeout)
+            .test_on_check_out(false)
+            .build(ConnectionManager::new(url)?)?;
+        Ok(Repo { pool, read_pool, backend })
     }
 
     pub fn backend(&self) -> Backend {
@@ -60,6 +67,21 @@ impl Repo {
         F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+            query(&mut conn).map_err(classify)
+        })
+        .await
+        .map_err(|e| DbError::Unavailable(format!("database task: {e}")))?
+    }
+
+    /// Runs a read-only `query` on the read pool.
+    pub async fn read<T, F>(&self, query: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        let pool = self.read_pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
             query(&mut conn).map_err(classify)
