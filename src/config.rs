@@ -93,6 +93,8 @@ pub struct S3StoreSettings {
     pub preferred_part_size: u64,
     /// Where parts are assembled before `UploadPart`. Empty: the system temp directory.
     pub spool_dir: String,
+    /// Attempts per S3 request (standard retry with backoff) before answering 503.
+    pub max_attempts: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -50,15 +50,15 @@ fn object_headers(raw_metadata: &str) -> ObjectHeaders {
     ObjectHeaders { content_type: content_type(&metadata).to_string(), filename: sanitized_filename(&metadata) }
 }
 
+/// The row goes in first (without its multipart upload), so that the janitor never takes
+/// a multipart upload being created for an orphan: its key already belongs to an open row.
 pub async fn create_upload(state: &AppState, new: NewUpload) -> Result<UploadRow, ApiError> {
     let id = UploadId::new_random();
     let key = state.store.key_for(&id);
     let headers = object_headers(&new.metadata);
-    let created = state.store.create(&key, new.length, state.settings.uploads.max_size, &headers).await?;
-    let mut row = blank_row(&id, key, new.owner, new.metadata);
+    let mut row = blank_row(&id, key.clone(), new.owner, new.metadata);
     let lifetime = chrono::Duration::from_std(state.settings.upload_lifetime()).unwrap_or(chrono::Duration::days(1));
-    let empty = new.length == Some(0);
-    if empty {
+    if new.length == Some(0) {
         row.state = UploadState::Complete.as_str().to_owned();
         row.completed_at = Some(row.created_at);
     } else {
@@ -66,10 +66,21 @@ pub async fn create_upload(state: &AppState, new: NewUpload) -> Result<UploadRow
     }
     row.upload_length = new.length.map(|l| l as i64);
     row.concat_kind = new.partial.then(|| CONCAT_PARTIAL.to_owned());
-    row.part_size = created.part_size.map(|p| p as i64);
-    row.multipart_id = created.multipart_id;
     let insert = row.clone();
     state.repo.run(move |conn| uploads::insert(conn, &insert)).await?;
+
+    let created = match state.store.create(&key, new.length, state.settings.uploads.max_size, &headers).await {
+        Ok(created) => created,
+        Err(err) => {
+            let id = row.id.clone();
+            let _ = state.repo.run(move |conn| uploads::delete(conn, &id)).await;
+            return Err(err.into());
+        }
+    };
+    row.part_size = created.part_size.map(|p| p as i64);
+    row.multipart_id = created.multipart_id;
+    let (id, part_size, multipart_id) = (row.id.clone(), row.part_size, row.multipart_id.clone());
+    state.repo.run(move |conn| uploads::set_storage(conn, &id, part_size, multipart_id)).await?;
     Ok(row)
 }
 

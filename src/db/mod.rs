@@ -1,6 +1,7 @@
 //! Diesel over SQLite (embedded default) or PostgreSQL, chosen by the database URL.
 //! Every query runs on the blocking pool, never on an actix thread.
 
+pub mod admin;
 mod connection;
 pub mod idempotency;
 pub mod models;

@@ -215,12 +215,30 @@ pub fn purge_tombstones(conn: &mut DbConnection, before: NaiveDateTime) -> Resul
     .execute(conn)?)
 }
 
-/// Which of these multipart upload ids belong to open uploads.
-pub fn open_multipart_ids(conn: &mut DbConnection, ids: &[String]) -> Result<Vec<String>, DbError> {
-    let owned: Vec<Option<String>> = u::uploads
-        .filter(u::multipart_id.eq_any(ids))
+/// The open uploads stored under these keys: (key, multipart upload id once created).
+pub fn open_by_keys(conn: &mut DbConnection, keys: &[String]) -> Result<Vec<(String, Option<String>)>, DbError> {
+    Ok(u::uploads
+        .filter(u::store_key.eq_any(keys))
         .filter(u::state.eq(UploadState::Open.as_str()))
-        .select(u::multipart_id)
-        .load(conn)?;
-    Ok(owned.into_iter().flatten().collect())
+        .select((u::store_key, u::multipart_id))
+        .load(conn)?)
+}
+
+/// Records where a new upload's bytes go, once the store has created it.
+pub fn set_storage(
+    conn: &mut DbConnection,
+    id: &str,
+    part_size: Option<i64>,
+    multipart_id: Option<String>,
+) -> Result<(), DbError> {
+    diesel::update(u::uploads.filter(u::id.eq(id)))
+        .set((u::part_size.eq(part_size), u::multipart_id.eq(multipart_id)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Removes a row whose creation failed before anything was stored.
+pub fn delete(conn: &mut DbConnection, id: &str) -> Result<(), DbError> {
+    diesel::delete(u::uploads.filter(u::id.eq(id))).execute(conn)?;
+    Ok(())
 }

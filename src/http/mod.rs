@@ -1,5 +1,6 @@
 //! Thin handlers: parse headers into domain types, authorize, hand work to sessions.
 
+mod admin;
 mod body;
 pub mod download;
 mod form;

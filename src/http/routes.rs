@@ -4,11 +4,21 @@ use actix_web::http::Method;
 use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::{web, HttpResponse};
 
-use super::{download, form, health, tus};
+use super::{admin, download, form, health, tus};
 use crate::error::ApiError;
 
 /// Mounts every surface. `/files` is tus; `/uploads` is one-shot multipart.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Malformed query strings and JSON bodies get the same JSON errors as everything else.
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::bad_request("invalid_query", err.to_string()).into()),
+    )
+    .app_data(
+        web::JsonConfig::default()
+            .limit(16 * 1024)
+            .error_handler(|err, _| ApiError::bad_request("invalid_json", err.to_string()).into()),
+    );
     let options = || web::method(Method::OPTIONS).to(tus::options);
     cfg.service(
         web::scope(tus::FILES_PATH)
@@ -26,6 +36,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/uploads", web::post().to(form::upload_form))
     .route("/downloads/{id}", web::get().to(download::signed_download))
+    .service(
+        web::scope("/admin")
+            .route("/uploads", web::get().to(admin::list))
+            .route("/uploads/{id}", web::get().to(admin::show))
+            .route("/uploads/{id}", web::delete().to(admin::terminate))
+            .route("/uploads/{id}/expiry", web::put().to(admin::set_expiry))
+            .route("/stats", web::get().to(admin::stats))
+            .route("/sessions", web::get().to(admin::sessions)),
+    )
     .route("/health/live", web::get().to(health::live))
     .route("/health/ready", web::get().to(health::ready))
     .default_service(web::to(not_found));

@@ -71,18 +71,21 @@ pub async fn sweep_once(
     Ok(report)
 }
 
-/// Aborts multipart uploads under Hoist's prefix that no open upload owns, once older
-/// than the grace period (a creation stores its row just after creating the upload).
+/// Aborts multipart uploads under Hoist's prefix that no open upload owns: no open row has
+/// their key, or the open row under their key has another multipart upload. A creation
+/// writes its row before its multipart upload, so one in progress is never taken for an
+/// orphan; the grace period (by S3's `Initiated`) is a second guard.
 async fn abort_orphans(repo: &Repo, s3: &S3Store, grace: Duration) -> Result<usize, ApiError> {
     let cutoff = Utc::now().timestamp() - i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
     let candidates: Vec<(String, String, i64)> =
         s3.multipart_uploads(s3.prefix()).await?.into_iter().filter(|(_, _, initiated)| *initiated < cutoff).collect();
     let mut aborted = 0;
     for batch in candidates.chunks(500) {
-        let ids: Vec<String> = batch.iter().map(|(_, id, _)| id.clone()).collect();
-        let owned = repo.run(move |conn| uploads::open_multipart_ids(conn, &ids)).await?;
+        let keys: Vec<String> = batch.iter().map(|(key, _, _)| key.clone()).collect();
+        let owners = repo.run(move |conn| uploads::open_by_keys(conn, &keys)).await?;
         for (key, id, _) in batch {
-            if !owned.contains(id) {
+            let owned = owners.iter().any(|(k, mp)| k == key && mp.as_ref().is_none_or(|mp| mp == id));
+            if !owned {
                 s3.abort(key, id).await?;
                 aborted += 1;
             }

@@ -100,6 +100,18 @@ impl SessionRegistry {
         SessionRegistry { deps, arbiter }
     }
 
+    pub fn live_ids(&self) -> Vec<String> {
+        self.deps.sessions.lock().map(|s| s.keys().map(ToString::to_string).collect()).unwrap_or_default()
+    }
+
+    pub fn is_live(&self, id: &UploadId) -> bool {
+        self.deps.sessions.lock().map(|s| s.contains_key(id)).unwrap_or(false)
+    }
+
+    pub fn writes_in_flight(&self) -> usize {
+        self.deps.in_flight.current()
+    }
+
     pub fn live_sessions(&self) -> usize {
         self.deps.sessions.lock().map(|s| s.len()).unwrap_or(0)
     }

@@ -179,7 +179,11 @@ impl Proxy {
 async fn s3_unavailable_answers_503_and_the_upload_resumes_when_it_returns() {
     let proxy = Proxy::start(crate::helpers::s3_endpoint()).await;
     let address = proxy.address.clone();
-    let app = spawn_app_with(Backend::S3, move |s| s.store.s3.endpoint = address).await;
+    let app = spawn_app_with(Backend::S3, move |s| {
+        s.store.s3.endpoint = address;
+        s.store.s3.max_attempts = 2;
+    })
+    .await;
     let data = bytes(300_000, 26);
     let url = app.create_upload(data.len() as u64).await;
     assert_eq!(app.patch(&url, 0, &data[..100_000]).await.status(), 204);

@@ -76,6 +76,11 @@ impl S3Store {
         let shared = loader.load().await;
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(settings.path_style)
+            // Dropped connections and throttling are retried with backoff before a request
+            // fails with 503: a PATCH is worth a few seconds of patience.
+            .retry_config(
+                aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(settings.max_attempts.max(1)),
+            )
             // Plain Content-MD5-free bodies: S3-compatible stores differ in their support
             // for the newer flexible checksums.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
