@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod listener;
+pub mod metrics;
 pub mod session;
 pub mod startup;
 pub mod state;

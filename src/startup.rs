@@ -22,6 +22,7 @@ use crate::db::Repo;
 use crate::http::routes;
 use crate::http::signed_url::UrlSigner;
 use crate::listener::{InterimIo, InterimSender};
+use crate::metrics::Metrics;
 use crate::session::{run_janitor_loop, SessionRegistry, SweepPolicy};
 use crate::state::AppState;
 use crate::store::{DiskStore, S3Store, Store};
@@ -68,11 +69,13 @@ impl Application {
         // Sessions live on their own arbiter: when the HTTP workers stop and cut bodies,
         // the sessions still commit what arrived.
         let sessions_arbiter = Arbiter::new();
+        let metrics = Arc::new(Metrics::new().context("registering metrics")?);
         let sessions = SessionRegistry::new(
             settings.clone(),
             repo.clone(),
             store.clone(),
             cache.clone(),
+            metrics.clone(),
             sessions_arbiter.handle(),
         );
         let signing_key = match settings.downloads.signing_key.as_str() {
@@ -88,6 +91,7 @@ impl Application {
             sessions,
             keys,
             log: log.clone(),
+            metrics: metrics.clone(),
             shutting_down: Default::default(),
         });
         sessions_arbiter.spawn(run_janitor_loop(
@@ -96,6 +100,7 @@ impl Application {
             cache,
             Duration::from_secs(settings.janitor.interval_secs.max(1)),
             SweepPolicy::from_settings(&settings),
+            metrics,
             log.clone(),
         ));
 

@@ -9,6 +9,7 @@ use crate::db::{uploads, Repo};
 use crate::domain::UploadId;
 use crate::error::ApiError;
 use crate::http::signed_url::UrlSigner;
+use crate::metrics::Metrics;
 use crate::session::SessionRegistry;
 use crate::store::Store;
 
@@ -22,6 +23,7 @@ pub struct AppState {
     pub keys: JwtKeys,
     pub signer: UrlSigner,
     pub log: slog::Logger,
+    pub metrics: Arc<Metrics>,
     pub shutting_down: AtomicBool,
 }
 
@@ -29,8 +31,10 @@ impl AppState {
     /// The upload behind HEAD and each request's checks: cache first, then the database.
     pub async fn load_upload(&self, id: &UploadId) -> Result<Arc<UploadRow>, ApiError> {
         if let Some(row) = self.cache.get(id.as_str()) {
+            self.metrics.cache_hits.inc();
             return Ok(row);
         }
+        self.metrics.cache_misses.inc();
         let key = id.to_string();
         let row = self.repo.read(move |conn| uploads::find(conn, &key)).await?.ok_or(ApiError::NotFound)?;
         Ok(self.cache.put_if_settled(row))

@@ -58,17 +58,21 @@ pub async fn log_requests(
     let started = Instant::now();
     let id = request_id(&req);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let log = req.app_data::<web::Data<AppState>>().map(|s| s.log.clone());
+    let state = req.app_data::<web::Data<AppState>>().cloned();
     let method = req.method().to_string();
     let path = req.path().to_owned();
     let mut response = next.call(req).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HeaderName::from_static(REQUEST_ID), value);
     }
-    if let Some(log) = log {
+    if let Some(state) = state {
         let status = response.status().as_u16();
         let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed().as_secs_f64();
+        state.metrics.http_requests.with_label_values(&[route.as_str(), method.as_str(), &status.to_string()]).inc();
+        state.metrics.http_duration.with_label_values(&[route.as_str(), method.as_str()]).observe(elapsed);
+        let log = &state.log;
+        let latency_ms = elapsed * 1000.0;
         let error = response.response().error().map(|e| format!("{e:?}"));
         slog::info!(log, "request";
             "request_id" => &id, "method" => method, "path" => path, "route" => route,

@@ -81,6 +81,7 @@ pub async fn create_upload(state: &AppState, new: NewUpload) -> Result<UploadRow
     row.multipart_id = created.multipart_id;
     let (id, part_size, multipart_id) = (row.id.clone(), row.part_size, row.multipart_id.clone());
     state.repo.run(move |conn| uploads::set_storage(conn, &id, part_size, multipart_id)).await?;
+    state.metrics.uploads_created.inc();
     Ok(row)
 }
 

@@ -57,6 +57,15 @@ impl Repo {
         Ok(Repo { pool, read_pool, backend })
     }
 
+    /// (pool, connections in use, idle connections) for the metrics.
+    pub fn pool_states(&self) -> [(&'static str, u32, u32); 2] {
+        let (write, read) = (self.pool.state(), self.read_pool.state());
+        [
+            ("write", write.connections - write.idle_connections, write.idle_connections),
+            ("read", read.connections - read.idle_connections, read.idle_connections),
+        ]
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -3,6 +3,18 @@ use serde_json::json;
 
 use crate::state::AppState;
 
+/// Prometheus text format. Gauges that mirror live state are read at scrape time.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let metrics = &state.metrics;
+    metrics.live_sessions.set(state.sessions.live_sessions() as i64);
+    metrics.writes_in_flight.set(state.sessions.writes_in_flight() as i64);
+    for (pool, in_use, idle) in state.repo.pool_states() {
+        metrics.db_connections.with_label_values(&[pool, "in_use"]).set(i64::from(in_use));
+        metrics.db_connections.with_label_values(&[pool, "idle"]).set(i64::from(idle));
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics.render())
+}
+
 /// The process answers.
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))

@@ -45,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/stats", web::get().to(admin::stats))
             .route("/sessions", web::get().to(admin::sessions)),
     )
+    .route("/metrics", web::get().to(health::metrics))
     .route("/health/live", web::get().to(health::live))
     .route("/health/ready", web::get().to(health::ready))
     .default_service(web::to(not_found));

@@ -84,6 +84,7 @@ async fn terminate(deps: &SessionDeps, id: &UploadId, lease: Option<Lease>) -> R
     let row = deps.repo.run(move |conn| uploads::terminate(conn, &key)).await?.ok_or(ApiError::NotFound)?;
     deps.cache.invalidate(id.as_str());
     deps.store.delete(&row.store_key, row.multipart_id.as_deref()).await?;
+    deps.metrics.uploads_terminated.inc();
     Ok(row)
 }
 

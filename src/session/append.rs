@@ -207,6 +207,11 @@ pub async fn run_append(
     match committed {
         Ok(Some(row)) => {
             deps.cache.put_from_session(row.clone());
+            deps.metrics.bytes_received.inc_by(outcome.written);
+            deps.metrics.patch_body_bytes.observe(outcome.written as f64);
+            if complete {
+                deps.metrics.uploads_completed.inc();
+            }
             deps.store.forget(outcome.superseded).await;
             (Some(Lease { token: lease.token, until }), Ok(row))
         }

@@ -9,6 +9,7 @@ use chrono::Utc;
 use crate::cache::UploadCache;
 use crate::db::{idempotency, uploads, Repo};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::store::{S3Store, Store};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -100,13 +101,18 @@ pub async fn run_janitor_loop(
     cache: UploadCache,
     interval: Duration,
     policy: SweepPolicy,
+    metrics: Arc<Metrics>,
     log: slog::Logger,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match sweep_once(&repo, &store, &cache, policy).await {
+        let swept = sweep_once(&repo, &store, &cache, policy).await;
+        if let Ok(report) = &swept {
+            metrics.uploads_expired.inc_by(report.expired as u64);
+        }
+        match swept {
             Ok(report) if report != SweepReport::default() => slog::info!(log, "janitor sweep";
                 "expired" => report.expired,
                 "tombstones_purged" => report.tombstones_purged,

@@ -15,6 +15,7 @@ use crate::db::models::UploadRow;
 use crate::db::Repo;
 use crate::domain::UploadId;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::store::{body_channel, BodySender, Store};
 
 /// What every session needs; shared by all of them.
@@ -25,6 +26,7 @@ pub struct SessionDeps {
     pub cache: UploadCache,
     pub node_id: String,
     pub in_flight: InFlight,
+    pub metrics: Arc<Metrics>,
     sessions: Mutex<HashMap<UploadId, Addr<UploadSession>>>,
 }
 
@@ -85,6 +87,7 @@ impl SessionRegistry {
         repo: Repo,
         store: Arc<Store>,
         cache: UploadCache,
+        metrics: Arc<Metrics>,
         arbiter: ArbiterHandle,
     ) -> Self {
         let node_id = settings.node_id();
@@ -93,6 +96,7 @@ impl SessionRegistry {
             repo,
             store,
             cache,
+            metrics,
             node_id,
             in_flight: InFlight::default(),
             sessions: Mutex::new(HashMap::new()),

@@ -123,3 +123,29 @@ async fn an_admin_inspects_extends_and_terminates_an_upload(backend: Backend) {
     assert_eq!(response.status(), 410);
 }
 on_every_backend!(an_admin_inspects_extends_and_terminates_an_upload);
+
+async fn metrics_count_requests_bytes_and_uploads(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let url = app.create_upload(10).await;
+    assert_eq!(app.patch(&url, 0, b"abcd").await.status(), 204);
+    assert_eq!(app.patch(&url, 4, b"efghij").await.status(), 204);
+    assert_eq!(app.head(&url).await.status(), 200);
+    let response = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let value = |needle: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{needle} missing from\n{text}"))
+    };
+    assert_eq!(value("hoist_uploads_created_total"), 1.0);
+    assert_eq!(value("hoist_uploads_completed_total"), 1.0);
+    assert_eq!(value("hoist_upload_bytes_received_total"), 10.0);
+    assert_eq!(value("hoist_http_requests_total{method=\"PATCH\",route=\"/files/{id}\",status=\"204\"}"), 2.0);
+    assert_eq!(value("hoist_live_sessions"), 1.0);
+    assert!(value("hoist_cache_hits_total") >= 1.0, "HEAD after PATCH is served by the session's cache entry");
+    assert!(text.contains("hoist_db_pool_connections{pool=\"read\",state=\"idle\"}"));
+}
+on_every_backend!(metrics_count_requests_bytes_and_uploads);

@@ -1,0 +1,88 @@
+//! Every Prometheus collector in one struct, registered on a registry of our own (no
+//! globals, so tests can run many servers in one process).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub bytes_received: IntCounter,
+    pub patch_body_bytes: Histogram,
+    pub uploads_created: IntCounter,
+    pub uploads_completed: IntCounter,
+    pub uploads_terminated: IntCounter,
+    pub uploads_expired: IntCounter,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub live_sessions: IntGauge,
+    pub writes_in_flight: IntGauge,
+    pub db_connections: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let c = IntCounter::new(name, help)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    let g = IntGauge::new(name, help)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new("hoist_http_requests_total", "HTTP requests by route, method and status"),
+            &["route", "method", "status"],
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("hoist_http_request_duration_seconds", "HTTP request latency by route and method")
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ]),
+            &["route", "method"],
+        )?;
+        registry.register(Box::new(http_duration.clone()))?;
+        let patch_body_bytes = Histogram::with_opts(
+            HistogramOpts::new("hoist_patch_body_bytes", "Bytes kept per append (PATCH or creation-with-upload)")
+                .buckets(prometheus::exponential_buckets(1024.0, 4.0, 10)?),
+        )?;
+        registry.register(Box::new(patch_body_bytes.clone()))?;
+        let db_connections = IntGaugeVec::new(
+            Opts::new("hoist_db_pool_connections", "Database pool connections by pool and state"),
+            &["pool", "state"],
+        )?;
+        registry.register(Box::new(db_connections.clone()))?;
+        Ok(Metrics {
+            bytes_received: counter(&registry, "hoist_upload_bytes_received_total", "Upload bytes made durable")?,
+            uploads_created: counter(&registry, "hoist_uploads_created_total", "Uploads created")?,
+            uploads_completed: counter(&registry, "hoist_uploads_completed_total", "Uploads completed")?,
+            uploads_terminated: counter(&registry, "hoist_uploads_terminated_total", "Uploads terminated")?,
+            uploads_expired: counter(&registry, "hoist_uploads_expired_total", "Uploads expired by the janitor")?,
+            cache_hits: counter(&registry, "hoist_cache_hits_total", "Upload lookups served by the cache")?,
+            cache_misses: counter(&registry, "hoist_cache_misses_total", "Upload lookups that went to the database")?,
+            live_sessions: gauge(&registry, "hoist_live_sessions", "Upload sessions alive in this process")?,
+            writes_in_flight: gauge(&registry, "hoist_writes_in_flight", "Appends running now")?,
+            registry,
+            http_requests,
+            http_duration,
+            patch_body_bytes,
+            db_connections,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
