@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# Hoist: multi-stage build. The build stage caches dependencies in a layer of their own;
+# the runtime is slim Debian with CA certificates (S3 over TLS) and libpq, as a non-root user.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libpq-dev \
+ && rm -rf /var/lib/apt/lists/*
+# Dependencies first: this layer is rebuilt only when Cargo.toml or Cargo.lock change.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src benches/bench_support \
+ && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+ && echo 'fn main() {}' > benches/uploads.rs \
+ && cargo build --release --locked \
+ && rm -rf src benches
+COPY src src
+COPY migrations migrations
+COPY config config
+COPY benches benches
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin hoist
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libpq5 curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/hoist --create-home hoist
+WORKDIR /app
+COPY --from=build /src/target/release/hoist /usr/local/bin/hoist
+COPY config /app/config
+ENV HOIST_ENV=production \
+    HOIST_CONFIG_DIR=/app/config
+USER hoist
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=2s --start-period=10s --retries=3 \
+  CMD curl -fsS http://127.0.0.1:8080/health/live || exit 1
+ENTRYPOINT ["hoist"]
+CMD ["serve"]
