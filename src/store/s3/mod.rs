@@ -209,8 +209,8 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| s3_error("CompleteMultipartUpload", e))?;
-        let staged = self.list(&staged_prefix(&target.key)).await.unwrap_or_default();
-        self.delete_keys(staged.into_iter().map(|(k, _)| k).collect()).await;
+        // Best effort: leftovers are garbage, never a wrong answer.
+        let _ = self.delete_staged(&target.key).await;
         Ok(())
     }
 
@@ -223,17 +223,10 @@ impl S3Store {
     }
 
     pub async fn delete(&self, key: &str, multipart_id: Option<&str>) -> Result<(), StoreError> {
-        if let Some(id) = multipart_id {
-            match self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(id).send().await {
-                Ok(_) => {}
-                Err(err) => match s3_error("AbortMultipartUpload", err) {
-                    StoreError::NotFound(_) => {}
-                    other => return Err(other),
-                },
-            }
+        match multipart_id {
+            Some(id) => self.abort(key, id).await?,
+            None => self.delete_staged(key).await?,
         }
-        let staged = self.list(&staged_prefix(key)).await?;
-        self.delete_keys(staged.into_iter().map(|(k, _)| k).collect()).await;
         self.client
             .delete_object()
             .bucket(&self.bucket)
@@ -305,7 +298,7 @@ impl S3Store {
         }
     }
 
-    /// Aborts an orphaned multipart upload and its staged tail (not the key's object).
+    /// Aborts a multipart upload and deletes its staged tail (not the key's object).
     pub async fn abort(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
         match self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await {
             Ok(_) => {}
@@ -314,6 +307,10 @@ impl S3Store {
                 other => return Err(other),
             },
         }
+        self.delete_staged(key).await
+    }
+
+    async fn delete_staged(&self, key: &str) -> Result<(), StoreError> {
         let staged = self.list(&staged_prefix(key)).await?;
         self.delete_keys(staged.into_iter().map(|(k, _)| k).collect()).await;
         Ok(())
