@@ -40,12 +40,15 @@ pub struct Application {
 pub async fn open_backends(settings: &Settings) -> anyhow::Result<(Repo, Arc<Store>)> {
     let url = settings.database_url();
     let database = settings.database.clone();
+    // Turning the disk store's fsync off relaxes SQLite's commits the same way.
+    let fsync = settings.store.kind != StoreKind::Disk || settings.store.disk.fsync;
     let timeout = Duration::from_secs(database.connect_timeout_secs);
-    let repo =
-        tokio::task::spawn_blocking(move || Repo::connect(&url, database.pool_size, database.read_pool_size, timeout))
-            .await
-            .context("database start-up task")?
-            .context("opening the database")?;
+    let repo = tokio::task::spawn_blocking(move || {
+        Repo::connect(&url, database.pool_size, database.read_pool_size, timeout, fsync)
+    })
+    .await
+    .context("database start-up task")?
+    .context("opening the database")?;
     let store = match settings.store.kind {
         StoreKind::Disk => Store::Disk(
             DiskStore::new(settings.disk_store_path(), settings.store.disk.fsync).context("opening the disk store")?,

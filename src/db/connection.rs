@@ -43,10 +43,12 @@ impl DbConnection {
 pub struct ConnectionManager {
     url: String,
     backend: Backend,
+    /// SQLite: fsync every commit (synchronous=FULL) or only at checkpoints (NORMAL).
+    fsync: bool,
 }
 
 impl ConnectionManager {
-    pub fn new(url: &str) -> anyhow::Result<Self> {
+    pub fn new(url: &str, fsync: bool) -> anyhow::Result<Self> {
         let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
         } else {
@@ -56,7 +58,7 @@ impl ConnectionManager {
             }
             (Backend::Sqlite, path.to_owned())
         };
-        Ok(ConnectionManager { url, backend })
+        Ok(ConnectionManager { url, backend, fsync })
     }
 
     pub fn backend(&self) -> Backend {
@@ -76,12 +78,14 @@ impl ManageConnection for ConnectionManager {
             Backend::Sqlite => {
                 let mut conn = SqliteConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?;
                 // WAL lets readers run beside the writer; synchronous=FULL makes a commit
-                // durable before we acknowledge bytes; busy_timeout queues writers instead
-                // of failing them.
-                conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                )
+                // durable before we acknowledge bytes (NORMAL when the operator turned
+                // fsync off: a process crash still loses nothing, power loss may);
+                // busy_timeout queues writers instead of failing them.
+                let synchronous = if self.fsync { "FULL" } else { "NORMAL" };
+                conn.batch_execute(&format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;"
+                ))
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }

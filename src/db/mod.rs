@@ -39,8 +39,14 @@ pub struct Repo {
 impl Repo {
     /// Opens the pool (connecting eagerly, so a wrong URL fails at start-up) and runs the
     /// pending migrations of the matching backend.
-    pub fn connect(url: &str, pool_size: u32, read_pool_size: u32, connect_timeout: Duration) -> anyhow::Result<Repo> {
-        let manager = ConnectionManager::new(url)?;
+    pub fn connect(
+        url: &str,
+        pool_size: u32,
+        read_pool_size: u32,
+        connect_timeout: Duration,
+        fsync: bool,
+    ) -> anyhow::Result<Repo> {
+        let manager = ConnectionManager::new(url, fsync)?;
         let backend = manager.backend();
         let pool = Pool::builder()
             .max_size(pool_size)
@@ -53,7 +59,7 @@ impl Repo {
             .max_size(read_pool_size.max(1))
             .connection_timeout(connect_timeout)
             .test_on_check_out(false)
-            .build(ConnectionManager::new(url)?)?;
+            .build(ConnectionManager::new(url, fsync)?)?;
         Ok(Repo { pool, read_pool, backend })
     }
 
