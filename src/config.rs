@@ -26,6 +26,7 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub janitor: JanitorSettings,
     pub downloads: DownloadSettings,
+    pub cors: CorsSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
 }
@@ -148,6 +149,15 @@ pub struct JanitorSettings {
     pub orphan_grace_secs: u64,
     /// Terminated and expired uploads answer 410 for this long, then their rows go.
     pub tombstone_retention_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Origins allowed to call Hoist from a browser (e.g. `https://app.example`); `*` allows
+    /// any. Empty: no CORS headers at all.
+    pub allowed_origins: Vec<String>,
+    pub max_age_secs: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

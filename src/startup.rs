@@ -11,7 +11,7 @@ use actix_http::HttpService;
 use actix_server::{Server, ServerHandle};
 use actix_service::{fn_service, map_config, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App};
 use anyhow::Context;
 
@@ -19,8 +19,8 @@ use crate::auth::JwtKeys;
 use crate::cache::UploadCache;
 use crate::config::{Settings, StoreKind};
 use crate::db::Repo;
-use crate::http::routes;
 use crate::http::signed_url::UrlSigner;
+use crate::http::{browser, routes};
 use crate::listener::{InterimIo, InterimSender};
 use crate::metrics::Metrics;
 use crate::session::{run_janitor_loop, SessionRegistry, SweepPolicy};
@@ -115,6 +115,7 @@ impl Application {
             n => n,
         };
         let server_settings = settings.server.clone();
+        let cors_settings = settings.cors.clone();
         let app_state = state.clone();
         let server = Server::build()
             .workers(workers)
@@ -125,6 +126,9 @@ impl Application {
                     .app_data(app_state.clone())
                     .wrap(from_fn(routes::method_override))
                     .wrap(from_fn(telemetry::log_requests))
+                    .wrap(browser::security_headers())
+                    // Outermost, so preflights are answered before auth and routing.
+                    .wrap(Condition::new(!cors_settings.allowed_origins.is_empty(), browser::cors(&cors_settings)))
                     .configure(routes::configure);
                 let http = HttpService::build()
                     .keep_alive(Duration::from_secs(server_settings.keep_alive_secs))

@@ -2,6 +2,7 @@
 
 mod admin;
 mod body;
+pub mod browser;
 pub mod download;
 mod form;
 mod headers;
