@@ -53,7 +53,8 @@ impl UploadSession {
             let work = async move {
                 match kind {
                     JobKind::Append(request) => run_append(&deps, &id, lease, request).await,
-                    JobKind::Terminate => (None, terminate(&deps, &id, lease).await),
+                    // Terminating ends the lease with the upload.
+                    JobKind::Terminate => (None, terminate(&deps, &id).await),
                 }
             };
             ctx.spawn(work.into_actor(self).map(move |(lease, result), act, ctx| {
@@ -78,8 +79,7 @@ impl UploadSession {
     }
 }
 
-async fn terminate(deps: &SessionDeps, id: &UploadId, lease: Option<Lease>) -> Result<UploadRow, ApiError> {
-    let _ = lease; // terminating ends the lease with the upload
+async fn terminate(deps: &SessionDeps, id: &UploadId) -> Result<UploadRow, ApiError> {
     let key = id.to_string();
     let row = deps.repo.run(move |conn| uploads::terminate(conn, &key)).await?.ok_or(ApiError::NotFound)?;
     deps.cache.invalidate(id.as_str());

@@ -3,7 +3,8 @@ use reqwest::Method;
 use crate::helpers::{bytes, error_code, header_str, location, spawn_app, Backend, TestApp};
 use crate::on_every_backend;
 
-async fn partial(app: &TestApp, data: &[u8], complete: bool) -> String {
+/// Creates a partial upload of `data`, sent whole or only half.
+pub async fn partial(app: &TestApp, data: &[u8], complete: bool) -> String {
     let response = app
         .tus(Method::POST, &app.files_url())
         .header("Upload-Length", data.len().to_string())

@@ -9,6 +9,7 @@ use reqwest::Method;
 use sha2::Digest;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::concatenation::partial;
 use crate::helpers::{bytes, error_code, location, spawn_app, spawn_app_with, Backend, TestApp};
 use hoist::store::{S3Store, Store};
 
@@ -90,19 +91,7 @@ async fn a_deferred_length_upload_keeps_the_bytes_of_its_staged_tail() {
 async fn large_partials_are_joined_by_upload_part_copy() {
     let app = spawn_app(Backend::S3).await;
     let (a, b) = (bytes(5 * MIB + 10, 24), bytes(MIB, 25));
-    let mut urls = Vec::new();
-    for data in [&a, &b] {
-        let response = app
-            .tus(Method::POST, &app.files_url())
-            .header("Upload-Length", data.len().to_string())
-            .header("Upload-Concat", "partial")
-            .send()
-            .await
-            .unwrap();
-        let url = location(&response);
-        assert_eq!(app.patch(&url, 0, data).await.status(), 204);
-        urls.push(url);
-    }
+    let urls = [partial(&app, &a, true).await, partial(&app, &b, true).await];
     let response = app
         .tus(Method::POST, &app.files_url())
         .header("Upload-Concat", format!("final;{} {}", urls[0], urls[1]))

@@ -1,6 +1,6 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{ensure_live, expires_header, require_tus, FILES_PATH};
+use super::{expires_header, owned_live_upload, require_tus, FILES_PATH};
 use crate::auth::Caller;
 use crate::db::models::UploadRow;
 use crate::domain::UploadId;
@@ -15,9 +15,7 @@ pub async fn head(
 ) -> Result<HttpResponse, ApiError> {
     require_tus(&req)?;
     let id = UploadId::parse(&path)?;
-    let row = state.load_upload(&id).await?;
-    caller.check_owner(&row)?;
-    ensure_live(&row)?;
+    let row = owned_live_upload(&state, &caller, &id).await?;
     let mut response = HttpResponse::Ok();
     response.insert_header(("Cache-Control", "no-store"));
     response.insert_header(("Upload-Offset", row.offset().to_string()));
@@ -55,9 +53,7 @@ pub async fn terminate(
 ) -> Result<HttpResponse, ApiError> {
     require_tus(&req)?;
     let id = UploadId::parse(&path)?;
-    let row = state.load_upload(&id).await?;
-    caller.check_owner(&row)?;
-    ensure_live(&row)?;
+    owned_live_upload(&state, &caller, &id).await?;
     state.sessions.terminate(&id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,10 +9,14 @@ pub use create::create;
 pub use head::{head, terminate};
 pub use patch::patch;
 
+use std::sync::Arc;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::auth::Caller;
+
 use crate::db::models::{StoredResponse, UploadRow, UploadState};
-use crate::domain::{http_date, ChecksumAlgorithm};
+use crate::domain::{http_date, ChecksumAlgorithm, UploadId};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -43,6 +47,15 @@ pub async fn options(state: web::Data<AppState>) -> HttpResponse {
 pub fn location(req: &HttpRequest, id: &str) -> String {
     let info = req.connection_info();
     format!("{}://{}{FILES_PATH}/{id}", info.scheme(), info.host())
+}
+
+/// The caller's upload, still live: the checks every request on an existing upload makes.
+/// Someone else's upload is a 404, so ids cannot be probed.
+pub async fn owned_live_upload(state: &AppState, caller: &Caller, id: &UploadId) -> Result<Arc<UploadRow>, ApiError> {
+    let row = state.load_upload(id).await?;
+    caller.check_owner(&row)?;
+    ensure_live(&row)?;
+    Ok(row)
 }
 
 /// Rejects uploads that are gone.

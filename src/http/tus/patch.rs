@@ -1,6 +1,6 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{ensure_live, expires_header, no_content, require_tus, OFFSET_OCTET_STREAM};
+use super::{expires_header, no_content, owned_live_upload, require_tus, OFFSET_OCTET_STREAM};
 use crate::auth::Caller;
 use crate::db::models::StoredResponse;
 use crate::domain::{parse_non_negative, Checksum, UploadId};
@@ -39,9 +39,7 @@ async fn run(
         checksum: headers::optional(req, "Upload-Checksum")?.map(Checksum::parse).transpose()?,
         content_length: headers::content_length(req)?,
     };
-    let row = state.load_upload(&id).await?;
-    caller.check_owner(&row)?;
-    ensure_live(&row)?;
+    let row = owned_live_upload(state, caller, &id).await?;
     if row.is_final_concat() {
         return Err(ApiError::PatchOnFinal);
     }
