@@ -167,6 +167,7 @@ pub struct DownloadSettings {
     pub url_ttl_secs: u64,
     /// HMAC key for the disk store's signed URLs. Empty: derived from the JWT secret.
     pub signing_key: String,
+    pub signing_key_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,6 +177,11 @@ pub struct AuthSettings {
     pub jwt_secret: String,
     /// Path to a file holding the HS256 secret (Kubernetes/Vault secret mounts).
     pub jwt_secret_file: String,
+    /// PEM public key (RSA for RS256/PS256, P-256/P-384 for ES256/ES384, or Ed25519).
+    pub public_key: String,
+    pub public_key_file: String,
+    /// JWKS file; tokens name their key with `kid`. Re-read when it changes (key rotation).
+    pub jwks_file: String,
     /// Required `iss`, if not empty.
     pub issuer: String,
     /// Required `aud`, if not empty.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use hoist::auth::{parse_ttl, JwtKeys, Role};
+use hoist::auth::{parse_ttl, JwtKeys, Minter, Role};
 use hoist::cache::UploadCache;
 use hoist::config::Settings;
 use hoist::session::{sweep_once, SweepPolicy};
@@ -43,6 +43,13 @@ enum Command {
         role: Role,
         #[arg(long, default_value = "1h")]
         ttl: String,
+        /// Sign with this private key (RSA or P-256 EC PEM) instead of the shared secret,
+        /// for servers that verify with the public key or a JWKS file.
+        #[arg(long)]
+        private_key: Option<PathBuf>,
+        /// The key's id in the JWKS file.
+        #[arg(long, requires = "private_key")]
+        kid: Option<String>,
     },
     /// Expire overdue uploads and purge old records.
     Janitor {
@@ -79,9 +86,15 @@ fn main() -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }),
-        Command::Token { sub, role, ttl } => {
-            let (keys, _) = JwtKeys::from_settings(&settings)?;
-            let token = keys.mint(&sub, role, parse_ttl(&ttl)?)?;
+        Command::Token { sub, role, ttl, private_key, kid } => {
+            let minter = match private_key {
+                Some(path) => {
+                    let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                    Minter::from_private_pem(&pem, kid, &settings)?
+                }
+                None => JwtKeys::from_settings(&settings)?.0.minter()?,
+            };
+            let token = minter.mint(&sub, role, parse_ttl(&ttl)?)?;
             println!("{token}");
             Ok(())
         }

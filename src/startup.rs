@@ -81,10 +81,7 @@ impl Application {
             metrics.clone(),
             sessions_arbiter.handle(),
         );
-        let signing_key = match settings.downloads.signing_key.as_str() {
-            "" => keys.derive_key("hoist download URLs v1"),
-            key => key.as_bytes().to_vec(),
-        };
+        let signing_key = download_signing_key(&settings, &keys)?;
         let state = web::Data::new(AppState {
             signer: UrlSigner::new(signing_key),
             settings: settings.clone(),
@@ -183,6 +180,22 @@ impl Application {
         slog::info!(self.state.log, "stopped");
         Ok(())
     }
+}
+
+/// The configured key (value or file), else one derived from the JWT secret.
+fn download_signing_key(settings: &Settings, keys: &JwtKeys) -> anyhow::Result<Vec<u8>> {
+    let downloads = &settings.downloads;
+    if !downloads.signing_key.is_empty() {
+        return Ok(downloads.signing_key.as_bytes().to_vec());
+    }
+    if !downloads.signing_key_file.is_empty() {
+        let raw = std::fs::read_to_string(&downloads.signing_key_file)
+            .with_context(|| format!("reading downloads.signing_key_file {}", downloads.signing_key_file))?;
+        return Ok(raw.trim().as_bytes().to_vec());
+    }
+    keys.derive_key("hoist download URLs v1").context(
+        "JWTs are verified with public keys only: set HOIST__DOWNLOADS__SIGNING_KEY (or _FILE) to sign download URLs",
+    )
 }
 
 async fn wait_for_signal() {

@@ -1,10 +1,11 @@
 //! Bearer JWTs: who the caller is (`sub`) and what it may do (`role`).
 
 mod caller;
+mod jwks;
 mod keys;
 
 pub use caller::Caller;
-pub use keys::{parse_ttl, JwtKeys};
+pub use keys::{parse_ttl, JwtKeys, Minter};
 
 use serde::{Deserialize, Serialize};
 

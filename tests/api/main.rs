@@ -11,6 +11,7 @@ mod crash;
 mod expiry;
 mod form;
 mod idempotency;
+mod jwt_keys;
 mod s3;
 mod sessions;
 mod tus_core;
