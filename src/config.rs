@@ -28,6 +28,7 @@ pub struct Settings {
     pub downloads: DownloadSettings,
     pub cors: CorsSettings,
     pub auth: AuthSettings,
+    pub limits: LimitSettings,
     pub log: LogSettings,
 }
 
@@ -189,6 +190,26 @@ pub struct AuthSettings {
     pub leeway_secs: u64,
     /// Only the development profile may generate a secret in the data directory.
     pub generate_dev_secret: bool,
+}
+
+/// Rate limits and quotas; 0 turns each off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Requests per second per subject (per client IP without a valid token).
+    pub requests_per_second: u64,
+    pub request_burst: u64,
+    /// Request body bytes per second per subject: bodies are paced to it.
+    pub body_bytes_per_second: u64,
+    pub body_bytes_burst: u64,
+    /// Unfinished uploads per subject (uploader role; admins are exempt).
+    pub max_open_uploads: u64,
+    /// Bytes declared but not yet received across a subject's unfinished uploads.
+    pub max_open_bytes: u64,
+    /// Largest single upload for the uploader role (uploads.max_size applies to everyone).
+    pub max_upload_size: u64,
+    /// Clients whose buckets are tracked at once (bounds memory).
+    pub tracked_clients: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -45,6 +45,16 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed")]
     IdempotencyInFlight,
+    #[error("{message}")]
+    TooManyRequests {
+        code: &'static str,
+        message: String,
+        /// The `RateLimit-*` figures: the limit, what is left, and when it is whole again.
+        limit: u64,
+        remaining: u64,
+        reset: std::time::Duration,
+        retry_after: std::time::Duration,
+    },
     #[error("the service is temporarily unavailable; retry")]
     Unavailable(String),
     #[error("internal error")]
@@ -81,6 +91,7 @@ impl ApiError {
             ApiError::ChecksumMismatch => "checksum_mismatch",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::IdempotencyInFlight => "idempotency_request_in_flight",
+            ApiError::TooManyRequests { code, .. } => code,
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -90,7 +101,11 @@ impl ApiError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ApiError::Unavailable(_) | ApiError::Internal(_) | ApiError::Locked | ApiError::IdempotencyInFlight
+            ApiError::Unavailable(_)
+                | ApiError::Internal(_)
+                | ApiError::Locked
+                | ApiError::IdempotencyInFlight
+                | ApiError::TooManyRequests { .. }
         )
     }
 
@@ -121,6 +136,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ChecksumMismatch => StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -142,6 +158,10 @@ impl ApiError {
             ApiError::Locked | ApiError::Unavailable(_) | ApiError::IdempotencyInFlight => {
                 headers.push((header::RETRY_AFTER.to_string(), "1".into()))
             }
+            ApiError::TooManyRequests { limit, remaining, reset, retry_after, .. } => {
+                headers.push((header::RETRY_AFTER.to_string(), whole_seconds(*retry_after).to_string()));
+                headers.extend(rate_limit_headers(*limit, *remaining, *reset));
+            }
             _ => {}
         }
         headers.push((header::CONTENT_TYPE.to_string(), "application/json".into()));
@@ -149,6 +169,21 @@ impl ApiError {
             serde_json::to_vec(&ErrorBody { code: self.code(), message: self.public_message() }).unwrap_or_default();
         StoredResponse { status: self.status_code().as_u16(), headers, body }
     }
+}
+
+/// Seconds rounded up, at least 1: `Retry-After: 0` would invite an immediate retry.
+fn whole_seconds(duration: std::time::Duration) -> u64 {
+    duration.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds until the limit
+/// is whole again), as in the IETF RateLimit header fields draft.
+pub fn rate_limit_headers(limit: u64, remaining: u64, reset: std::time::Duration) -> [(String, String); 3] {
+    [
+        ("RateLimit-Limit".to_owned(), limit.to_string()),
+        ("RateLimit-Remaining".to_owned(), remaining.to_string()),
+        ("RateLimit-Reset".to_owned(), reset.as_secs_f64().ceil().to_string()),
+    ]
 }
 
 impl StoredResponse {

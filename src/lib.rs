@@ -8,6 +8,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod session;

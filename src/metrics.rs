@@ -21,6 +21,7 @@ pub struct Metrics {
     pub live_sessions: IntGauge,
     pub writes_in_flight: IntGauge,
     pub db_connections: IntGaugeVec,
+    pub rate_limited: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -61,6 +62,14 @@ impl Metrics {
             &["pool", "state"],
         )?;
         registry.register(Box::new(db_connections.clone()))?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "hoist_rate_limited_total",
+                "Requests refused (429) by limit: requests, body_bytes, open_uploads, open_bytes",
+            ),
+            &["limit"],
+        )?;
+        registry.register(Box::new(rate_limited.clone()))?;
         Ok(Metrics {
             bytes_received: counter(&registry, "hoist_upload_bytes_received_total", "Upload bytes made durable")?,
             uploads_created: counter(&registry, "hoist_uploads_created_total", "Uploads created")?,
@@ -76,6 +85,7 @@ impl Metrics {
             http_duration,
             patch_body_bytes,
             db_connections,
+            rate_limited,
         })
     }
 

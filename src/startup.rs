@@ -20,7 +20,8 @@ use crate::cache::UploadCache;
 use crate::config::{Settings, StoreKind};
 use crate::db::Repo;
 use crate::http::signed_url::UrlSigner;
-use crate::http::{browser, routes};
+use crate::http::{browser, limits, routes};
+use crate::limits::RateLimits;
 use crate::listener::{InterimIo, InterimSender};
 use crate::metrics::Metrics;
 use crate::session::{run_janitor_loop, SessionRegistry, SweepPolicy};
@@ -84,6 +85,7 @@ impl Application {
         let signing_key = download_signing_key(&settings, &keys)?;
         let state = web::Data::new(AppState {
             signer: UrlSigner::new(signing_key),
+            limits: RateLimits::from_settings(&settings.limits),
             settings: settings.clone(),
             repo: repo.clone(),
             store: store.clone(),
@@ -121,6 +123,7 @@ impl Application {
             .listen("hoist-http", listener, move || {
                 let app = App::new()
                     .app_data(app_state.clone())
+                    .wrap(from_fn(limits::rate_limit))
                     .wrap(from_fn(routes::method_override))
                     .wrap(from_fn(telemetry::log_requests))
                     .wrap(browser::security_headers())

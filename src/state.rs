@@ -9,6 +9,7 @@ use crate::db::{uploads, Repo};
 use crate::domain::UploadId;
 use crate::error::ApiError;
 use crate::http::signed_url::UrlSigner;
+use crate::limits::RateLimits;
 use crate::metrics::Metrics;
 use crate::session::SessionRegistry;
 use crate::store::Store;
@@ -22,6 +23,7 @@ pub struct AppState {
     pub sessions: SessionRegistry,
     pub keys: JwtKeys,
     pub signer: UrlSigner,
+    pub limits: RateLimits,
     pub log: slog::Logger,
     pub metrics: Arc<Metrics>,
     pub shutting_down: AtomicBool,

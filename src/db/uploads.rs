@@ -26,6 +26,20 @@ pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> Result<Vec<UploadRo
     Ok(u::uploads.filter(u::id.eq_any(ids)).select(UploadRow::as_select()).load(conn)?)
 }
 
+/// For each of the owner's open uploads, the bytes declared but not yet received (0 while
+/// the length is deferred); at most `limit` of them.
+pub fn open_remaining(conn: &mut DbConnection, owner: &str, limit: Option<i64>) -> Result<Vec<u64>, DbError> {
+    let query = u::uploads
+        .filter(u::owner.eq(owner))
+        .filter(u::state.eq(UploadState::Open.as_str()))
+        .select((u::upload_length, u::upload_offset));
+    let rows: Vec<(Option<i64>, i64)> = match limit {
+        Some(limit) => query.limit(limit).load(conn)?,
+        None => query.load(conn)?,
+    };
+    Ok(rows.into_iter().map(|(length, offset)| length.map_or(0, |l| l.saturating_sub(offset).max(0) as u64)).collect())
+}
+
 pub enum LeaseOutcome {
     Acquired(Box<UploadRow>),
     HeldElsewhere,

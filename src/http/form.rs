@@ -92,6 +92,7 @@ async fn store_field(
     if let Some(ct) = &content_type {
         pairs.push(("filetype".to_owned(), ct.clone().into_bytes()));
     }
+    crate::limits::admit_new_upload(state, caller, None).await?;
     let new = NewUpload {
         owner: caller.subject.clone(),
         length: None,

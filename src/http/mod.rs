@@ -8,6 +8,7 @@ mod form;
 mod headers;
 mod health;
 mod idempotency;
+pub mod limits;
 pub mod routes;
 pub mod signed_url;
 pub mod tus;

@@ -12,6 +12,7 @@ mod expiry;
 mod form;
 mod idempotency;
 mod jwt_keys;
+mod limits;
 mod s3;
 mod sessions;
 mod tus_core;

@@ -94,6 +94,7 @@ async fn run(
         None
     };
 
+    crate::limits::admit_new_upload(state, caller, creation.length).await?;
     let partial = matches!(creation.concat, Some(UploadConcat::Partial));
     let new = NewUpload {
         owner: caller.subject.clone(),
