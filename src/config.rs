@@ -48,6 +48,33 @@ pub struct ServerSettings {
     pub body_idle_timeout_secs: u64,
     /// On SIGTERM/SIGINT, in-flight requests get this long before their bodies are cut.
     pub shutdown_grace_secs: u64,
+    /// A request body still arriving after this long is cut (what arrived is kept): a
+    /// trickling client cannot hold a connection and a session forever.
+    pub max_request_secs: u64,
+    /// Request headers larger than this in total get 431.
+    pub max_header_bytes: usize,
+    /// The URL clients reach Hoist at (`https://uploads.example.com`), used in `Location`
+    /// and download URLs. Empty: the request's scheme and Host.
+    pub public_url: String,
+    pub tls: TlsSettings,
+}
+
+/// TLS on the listener: both paths set turns it on (HTTP/2 and HTTP/1.1 by ALPN, HSTS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// `Strict-Transport-Security: max-age=…` sent while TLS is on; 0: not sent.
+    pub hsts_max_age_secs: u64,
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty() || !self.key_file.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -55,6 +55,8 @@ pub enum ApiError {
         reset: std::time::Duration,
         retry_after: std::time::Duration,
     },
+    #[error("{0}")]
+    HeadersTooLarge(String),
     #[error("the service is temporarily unavailable; retry")]
     Unavailable(String),
     #[error("internal error")]
@@ -92,6 +94,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::IdempotencyInFlight => "idempotency_request_in_flight",
             ApiError::TooManyRequests { code, .. } => code,
+            ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -137,6 +140,7 @@ impl ResponseError for ApiError {
             ApiError::ChecksumMismatch => StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

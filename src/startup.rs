@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Arbiter;
-use actix_http::HttpService;
+use actix_http::{HttpService, TlsAcceptorConfig};
 use actix_server::{Server, ServerHandle};
 use actix_service::{fn_service, map_config, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
@@ -116,36 +116,59 @@ impl Application {
         let server_settings = settings.server.clone();
         let cors_settings = settings.cors.clone();
         let app_state = state.clone();
-        let server = Server::build()
-            .workers(workers)
-            .shutdown_timeout(settings.server.shutdown_grace_secs)
-            .disable_signals()
-            .listen("hoist-http", listener, move || {
-                let app = App::new()
-                    .app_data(app_state.clone())
-                    .wrap(from_fn(limits::rate_limit))
-                    .wrap(from_fn(routes::method_override))
-                    .wrap(from_fn(telemetry::log_requests))
-                    .wrap(browser::security_headers())
-                    // Outermost, so preflights are answered before auth and routing.
-                    .wrap(Condition::new(!cors_settings.allowed_origins.is_empty(), browser::cors(&cors_settings)))
-                    .configure(routes::configure);
+        let tls = match settings.server.tls.enabled() {
+            true => Some(crate::tls::server_config(&settings.server.tls)?),
+            false => None,
+        };
+        let app = move || {
+            let hsts = server_settings.tls.enabled().then_some(server_settings.tls.hsts_max_age_secs);
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(from_fn(limits::rate_limit))
+                .wrap(from_fn(routes::method_override))
+                .wrap(from_fn(browser::limit_header_size))
+                .wrap(from_fn(telemetry::log_requests))
+                .wrap(browser::security_headers(hsts))
+                // Outermost, so preflights are answered before auth and routing.
+                .wrap(Condition::new(!cors_settings.allowed_origins.is_empty(), browser::cors(&cors_settings)))
+                .configure(routes::configure)
+        };
+        let keep_alive = Duration::from_secs(settings.server.keep_alive_secs);
+        let request_head_timeout = Duration::from_millis(settings.server.client_request_timeout_ms);
+        let builder =
+            Server::build().workers(workers).shutdown_timeout(settings.server.shutdown_grace_secs).disable_signals();
+        let server = match tls {
+            // HTTP/2 or HTTP/1.1 by ALPN. Interim (1xx) responses other than 100 are not
+            // sent over TLS: the InterimIo seam sits on plain TCP streams only.
+            Some(tls) => builder.listen("hoist-https", listener, move || {
+                HttpService::build()
+                    .keep_alive(keep_alive)
+                    .client_request_timeout(request_head_timeout)
+                    .local_addr(address)
+                    .finish(map_config(app(), |_| AppConfig::default()))
+                    .rustls_0_23_with_config(
+                        tls.clone(),
+                        TlsAcceptorConfig::default().handshake_timeout(request_head_timeout),
+                    )
+            })?,
+            None => builder.listen("hoist-http", listener, move || {
                 let http = HttpService::build()
-                    .keep_alive(Duration::from_secs(server_settings.keep_alive_secs))
-                    .client_request_timeout(Duration::from_millis(server_settings.client_request_timeout_ms))
+                    .keep_alive(keep_alive)
+                    .client_request_timeout(request_head_timeout)
                     .local_addr(address)
                     .on_connect_ext(|io: &InterimIo<actix_rt::net::TcpStream>, ext| {
                         ext.insert::<InterimSender>(io.interim());
                     })
-                    .h1(map_config(app, |_| AppConfig::default()));
+                    .h1(map_config(app(), |_| AppConfig::default()));
                 fn_service(|io: actix_rt::net::TcpStream| {
                     let peer = io.peer_addr().ok();
                     std::future::ready(Ok::<_, actix_http::error::DispatchError>((InterimIo::new(io), peer)))
                 })
                 .and_then(http)
-            })?
-            .run();
-        slog::info!(log, "listening"; "address" => %address, "workers" => workers,
+            })?,
+        }
+        .run();
+        slog::info!(log, "listening"; "address" => %address, "tls" => settings.server.tls.enabled(), "workers" => workers,
             "database" => ?state.repo.backend(), "store" => state.store.backend_name());
         Ok(Application { port: address.port(), server, state, sessions_arbiter })
     }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
@@ -30,7 +32,8 @@ where
         return Err(ApiError::Internal("append started without a body pipe".into()));
     };
     let idle = Duration::from_secs(state.settings.server.body_idle_timeout_secs.max(1));
-    let pump = pump(payload, tx, idle);
+    let deadline = Instant::now() + Duration::from_secs(state.settings.server.max_request_secs.max(1));
+    let pump = pump(payload, tx, idle, deadline);
     tokio::pin!(done);
     tokio::pin!(pump);
     let result = tokio::select! {
@@ -40,15 +43,16 @@ where
     result.map_err(|_| ApiError::Unavailable("upload session stopped".into()))?
 }
 
-async fn pump<S, E>(mut payload: S, tx: BodySender, idle: Duration)
+async fn pump<S, E>(mut payload: S, tx: BodySender, idle: Duration, deadline: Instant)
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
     loop {
-        let event = match tokio::time::timeout(idle, payload.next()).await {
+        let wait_until = deadline.min(Instant::now() + idle);
+        let event = match tokio::time::timeout_at(wait_until, payload.next()).await {
             Ok(Some(Ok(chunk))) => BodyEvent::Data(chunk),
             Ok(None) => BodyEvent::End,
-            // A broken connection or a stalled body: the writer keeps what it has.
+            // A broken connection, a stalled body or one over its time: the writer keeps what it has.
             Ok(Some(Err(_))) | Err(_) => BodyEvent::Failed,
         };
         let last = !matches!(event, BodyEvent::Data(_));

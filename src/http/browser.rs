@@ -60,11 +60,34 @@ pub fn cors(settings: &CorsSettings) -> Cors {
     cors
 }
 
-/// An API serves no HTML: nothing may frame, sniff or load from it.
-pub fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
+/// An API serves no HTML: nothing may frame, sniff or load from it. With TLS on, browsers
+/// are told to use nothing else (`hsts_max_age_secs`, 0 for no HSTS).
+pub fn security_headers(hsts_max_age_secs: Option<u64>) -> DefaultHeaders {
+    let headers = DefaultHeaders::new()
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add((header::REFERRER_POLICY, "no-referrer"))
-        .add((header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"))
+        .add((header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"));
+    match hsts_max_age_secs.filter(|age| *age > 0) {
+        Some(age) => headers.add((header::STRICT_TRANSPORT_SECURITY, format!("max-age={age}"))),
+        None => headers,
+    }
+}
+
+/// Caps the request head: over `server.max_header_bytes` in total gets 431.
+pub async fn limit_header_size(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody + 'static>>,
+    actix_web::Error,
+> {
+    use actix_web::web;
+    let limit = req.app_data::<web::Data<crate::state::AppState>>().map(|s| s.settings.server.max_header_bytes);
+    let size: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if limit.is_some_and(|limit| size > limit) {
+        let error = crate::error::ApiError::HeadersTooLarge(format!("request headers are {size} bytes"));
+        return Ok(req.error_response(error).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }

@@ -36,8 +36,7 @@ pub async fn download(
         Download::Redirect(url) => url,
         Download::LocalFile(_) => {
             let expires = Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(300);
-            let info = req.connection_info();
-            format!("{}://{}{}", info.scheme(), info.host(), state.signer.sign(id.as_str(), expires))
+            format!("{}{}", crate::http::base_url(&req), state.signer.sign(id.as_str(), expires))
         }
     };
     Ok(HttpResponse::TemporaryRedirect()

@@ -15,4 +15,5 @@ mod jwt_keys;
 mod limits;
 mod s3;
 mod sessions;
+mod tls;
 mod tus_core;

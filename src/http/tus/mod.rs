@@ -45,8 +45,7 @@ pub async fn options(state: web::Data<AppState>) -> HttpResponse {
 
 /// Where an upload lives, as an absolute URL on the host the client used.
 pub fn location(req: &HttpRequest, id: &str) -> String {
-    let info = req.connection_info();
-    format!("{}://{}{FILES_PATH}/{id}", info.scheme(), info.host())
+    format!("{}{FILES_PATH}/{id}", crate::http::base_url(req))
 }
 
 /// The caller's upload, still live: the checks every request on an existing upload makes.

@@ -1,0 +1,121 @@
+//! HTTPS on the listener with a self-signed certificate made by openssl: an upload over
+//! HTTP/2 and over HTTP/1.1, HSTS, https Locations, and no plaintext on the TLS port.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use reqwest::{Method, Version};
+
+use crate::helpers::{bytes, header_u64, location, spawn_app_with, Backend, TestApp};
+
+fn self_signed(dir: &Path) -> (String, String) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs (scripts/install-test-deps)");
+    assert!(status.success());
+    (cert.to_str().unwrap().to_owned(), key.to_str().unwrap().to_owned())
+}
+
+fn https_client(app: &TestApp, cert: &str, http1_only: bool) -> reqwest::Client {
+    let root = reqwest::Certificate::from_pem(&std::fs::read(cert).unwrap()).unwrap();
+    let mut builder = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve("localhost", SocketAddr::from(([127, 0, 0, 1], app.port)));
+    if http1_only {
+        builder = builder.http1_only();
+    }
+    builder.build().unwrap()
+}
+
+async fn upload_over(app: &TestApp, client: &reqwest::Client, version: Version) {
+    let base = format!("https://localhost:{}", app.port);
+    let body = bytes(3 * 1024 * 1024 + 17, 9);
+    let created = client
+        .post(format!("{base}/files"))
+        .bearer_auth(&app.alice)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", body.len().to_string())
+        .send()
+        .await
+        .expect("POST over TLS");
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.version(), version);
+    let hsts = created.headers().get("Strict-Transport-Security").expect("HSTS").to_str().unwrap().to_owned();
+    assert_eq!(hsts, "max-age=31536000");
+    let url = location(&created);
+    assert!(url.starts_with(&format!("{base}/files/")), "{url}");
+
+    let (first, rest) = body.split_at(1024 * 1024);
+    for (offset, chunk) in [(0, first), (first.len(), rest)] {
+        let patch = client
+            .request(Method::PATCH, &url)
+            .bearer_auth(&app.alice)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Offset", offset.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patch.status(), 204);
+    }
+    let head = client.head(&url).bearer_auth(&app.alice).header("Tus-Resumable", "1.0.0").send().await.unwrap();
+    assert_eq!(header_u64(head.headers(), "Upload-Offset"), body.len() as u64);
+
+    let redirect = client.get(&url).bearer_auth(&app.alice).send().await.unwrap();
+    assert_eq!(redirect.status(), 307);
+    let signed = location(&redirect);
+    assert!(signed.starts_with(&format!("{base}/downloads/")), "{signed}");
+    let downloaded = client.get(signed).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(downloaded.as_ref(), body.as_slice());
+}
+
+#[actix_rt::test]
+async fn uploads_work_over_https_with_http2_and_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.tls.cert_file = cert.clone();
+        s.server.tls.key_file = key.clone();
+    })
+    .await;
+    upload_over(&app, &https_client(&app, &cert, false), Version::HTTP_2).await;
+    upload_over(&app, &https_client(&app, &cert, true), Version::HTTP_11).await;
+
+    // The TLS port speaks no plaintext HTTP.
+    let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{}/health/live", app.port)).send().await;
+    assert!(plain.map(|r| r.status() != 200).unwrap_or(true), "plaintext answered on the TLS port");
+}
+
+#[actix_rt::test]
+async fn without_tls_no_hsts_is_sent_and_public_url_sets_locations() {
+    let app =
+        spawn_app_with(Backend::Sqlite, |s| s.server.public_url = "https://uploads.example.test/".to_owned()).await;
+    let created = app.create(5).await;
+    assert_eq!(created.status(), 201);
+    assert!(created.headers().get("Strict-Transport-Security").is_none());
+    assert!(location(&created).starts_with("https://uploads.example.test/files/"), "{}", location(&created));
+}
+
+#[actix_rt::test]
+async fn a_missing_key_file_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = self_signed(dir.path());
+    let (mut settings, _data_dir, _pg) = crate::helpers::test_settings(Backend::Sqlite).await;
+    settings.server.tls.cert_file = cert;
+    settings.server.tls.key_file = dir.path().join("absent.pem").to_str().unwrap().to_owned();
+    let log = hoist::telemetry::build_logger(&settings.log).unwrap();
+    assert!(hoist::startup::Application::build(settings, log).await.is_err());
+}
