@@ -10,6 +10,7 @@ mod concatenation;
 mod crash;
 mod expiry;
 mod form;
+mod hostile;
 mod idempotency;
 mod jwt_keys;
 mod limits;
