@@ -61,6 +61,11 @@ pub async fn log_requests(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let method = req.method().to_string();
     let path = req.path().to_owned();
+    let request_bytes = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let mut response = next.call(req).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HeaderName::from_static(REQUEST_ID), value);
@@ -74,9 +79,14 @@ pub async fn log_requests(
         let log = &state.log;
         let latency_ms = elapsed * 1000.0;
         let error = response.response().error().map(|e| format!("{e:?}"));
+        let request = response.request();
+        let subject = request.extensions().get::<crate::auth::Caller>().map(|caller| caller.subject.clone());
+        let upload_id = request.match_info().get("id").map(str::to_owned);
+        // The path, never the query: signed download URLs carry their signature there.
         slog::info!(log, "request";
             "request_id" => &id, "method" => method, "path" => path, "route" => route,
-            "status" => status, "latency_ms" => latency_ms, "error" => error);
+            "status" => status, "latency_ms" => latency_ms, "request_bytes" => request_bytes,
+            "subject" => subject, "upload_id" => upload_id, "error" => error);
     }
     Ok(response)
 }

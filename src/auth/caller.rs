@@ -45,7 +45,10 @@ impl FromRequest for Caller {
                 req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::Internal("no app state".into()))?;
             let bearer = BearerAuth::from_request(req, payload).into_inner().map_err(|_| ApiError::Unauthorized)?;
             let claims = state.keys.verify(bearer.token()).ok_or(ApiError::Unauthorized)?;
-            Ok(Caller { subject: claims.sub, role: claims.role })
+            let caller = Caller { subject: claims.sub, role: claims.role };
+            // For the request log line.
+            req.extensions_mut().insert(caller.clone());
+            Ok(caller)
         })();
         ready(caller)
     }

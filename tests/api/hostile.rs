@@ -162,13 +162,14 @@ async fn generated_requests_never_get_a_5xx_or_take_the_server_down() {
 
     let outcome = tokio::task::spawn_blocking(move || {
         let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
-        runner.run(&request(upload_id), |request| {
-            let status = exchange(port, &encode(&request, &token));
-            prop_assert!(status.is_some(), "no response to {request:?}");
-            prop_assert!(status.unwrap() < 500, "{status:?} for {request:?}");
-            Ok(())
-        })
-        .map_err(|failure| failure.to_string())
+        runner
+            .run(&request(upload_id), |request| {
+                let status = exchange(port, &encode(&request, &token));
+                prop_assert!(status.is_some(), "no response to {request:?}");
+                prop_assert!(status.unwrap() < 500, "{status:?} for {request:?}");
+                Ok(())
+            })
+            .map_err(|failure| failure.to_string())
     })
     .await
     .unwrap();
@@ -179,13 +180,14 @@ async fn generated_requests_never_get_a_5xx_or_take_the_server_down() {
     // Garbage that is not HTTP at all: the connection may close, the server must stay up.
     let garbage = tokio::task::spawn_blocking(move || {
         let mut runner = TestRunner::new(Config { cases: 100, failure_persistence: None, ..Config::default() });
-        runner.run(&proptest::collection::vec(any::<u8>(), 0..2000), |bytes| {
-            if let Some(status) = exchange(port, &bytes) {
-                prop_assert!(status < 500, "{status} for garbage");
-            }
-            Ok(())
-        })
-        .map_err(|failure| failure.to_string())
+        runner
+            .run(&proptest::collection::vec(any::<u8>(), 0..2000), |bytes| {
+                if let Some(status) = exchange(port, &bytes) {
+                    prop_assert!(status < 500, "{status} for garbage");
+                }
+                Ok(())
+            })
+            .map_err(|failure| failure.to_string())
     })
     .await
     .unwrap();

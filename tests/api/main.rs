@@ -2,6 +2,8 @@
 
 mod helpers;
 
+mod binary;
+
 mod admin;
 mod auth;
 mod browser;
@@ -14,6 +16,7 @@ mod hostile;
 mod idempotency;
 mod jwt_keys;
 mod limits;
+mod logs;
 mod s3;
 mod sessions;
 mod tls;

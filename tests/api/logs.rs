@@ -1,0 +1,63 @@
+//! The binary's JSON log: one line per request with its request id, route, status,
+//! subject and upload id, and never a token, a secret or a download signature.
+
+use std::process::Stdio;
+
+use reqwest::Method;
+
+use crate::binary::{free_port, Server};
+use crate::helpers::{location, test_settings, Backend, TestClient, TEST_SECRET};
+
+#[actix_rt::test]
+async fn request_lines_carry_who_and_what_but_no_secrets() {
+    let (settings, data_dir, _pg) = test_settings(Backend::Sqlite).await;
+    let log_path = data_dir.path().join("hoist.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let signing_key = "download-signing-key-that-must-stay-secret";
+    let env = [
+        ("HOIST__LOG__LEVEL", "debug"),
+        ("HOIST__LOG__FORMAT", "json"),
+        ("HOIST__DOWNLOADS__SIGNING_KEY", signing_key),
+    ];
+    let mut server = Server::start_with(&settings, port, &env, Stdio::from(log_file)).await;
+    let app = TestClient::new(port, &settings);
+
+    let created = app
+        .tus(Method::POST, &app.files_url())
+        .header("Upload-Length", "5")
+        .header("X-Request-Id", "trace-me-123")
+        .send()
+        .await
+        .unwrap();
+    let url = location(&created);
+    let id = url.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(app.patch(&url, 0, b"hello").await.status(), 204);
+    let redirect = app.client.get(&url).bearer_auth(&app.alice).send().await.unwrap();
+    let signed = location(&redirect);
+    let signature = signed.split("signature=").nth(1).expect("a signature").to_owned();
+    assert_eq!(app.client.get(&signed).send().await.unwrap().text().await.unwrap(), "hello");
+    let forged = app.tus_as(&format!("{}x", app.bob), Method::HEAD, &url).send().await.unwrap();
+    assert_eq!(forged.status(), 401);
+
+    server.signal("TERM");
+    assert!(server.wait().success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+
+    let lines: Vec<serde_json::Value> = log.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    let creation = lines
+        .iter()
+        .find(|line| line["msg"] == "request" && line["request_id"] == "trace-me-123")
+        .unwrap_or_else(|| panic!("no request line for the creation in:\n{log}"));
+    assert_eq!(creation["subject"], "alice");
+    assert_eq!(creation["status"], 201);
+    assert_eq!(creation["route"], "/files");
+    let patch = lines.iter().find(|line| line["msg"] == "request" && line["method"] == "PATCH").expect("PATCH line");
+    assert_eq!(patch["upload_id"], id.as_str());
+    assert_eq!(patch["request_bytes"], 5);
+
+    let token_signature = app.alice.rsplit('.').next().unwrap();
+    for secret in [app.alice.as_str(), token_signature, TEST_SECRET, signing_key, signature.as_str(), "Bearer"] {
+        assert!(!log.contains(secret), "the log holds {secret:?}:\n{log}");
+    }
+}
