@@ -140,6 +140,44 @@ async fn head_latency_under_load(store: &StoreUnderTest, file: &std::path::Path,
     });
 }
 
+/// What the rate limiter costs a request: sequential HEADs on an idle server with the
+/// request limiter on (limits never reached) and off.
+async fn limiter_overhead(store: &StoreUnderTest, rows: &mut Vec<Row>) {
+    let mut p50s = Vec::new();
+    for (label, rate) in [("off", "0"), ("on", "1000000")] {
+        let config = ServerConfig::for_store(store).with("HOIST__LIMITS__REQUESTS_PER_SECOND", rate);
+        let server = Server::start(&config).await;
+        let client = Client::new(&server).await;
+        let probe = client.create(10).await;
+        for _ in 0..200 {
+            client.head(&probe).await;
+        }
+        let mut latencies = Vec::with_capacity(5000);
+        for _ in 0..5000 {
+            let started = Instant::now();
+            client.head(&probe).await;
+            latencies.push(started.elapsed());
+        }
+        let (rss, cpu) = server.stop();
+        latencies.sort();
+        let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+        p50s.push(pick(0.5).as_secs_f64());
+        rows.push(Row {
+            scenario: if label == "on" { "6: HEAD, rate limiter on" } else { "6: HEAD, rate limiter off" },
+            store: store.label(),
+            value: format!(
+                "p50 {:.3} ms, p99 {:.3} ms (n=5000, sequential)",
+                pick(0.5).as_secs_f64() * 1e3,
+                pick(0.99).as_secs_f64() * 1e3
+            ),
+            ceiling: if label == "on" { "p50 with the limiter off".into() } else { "-".into() },
+            ratio: if label == "on" { format!("{:.2}", p50s[1] / p50s[0]) } else { "-".into() },
+            rss_mib: rss,
+            cpu_s: cpu,
+        });
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let work =
@@ -173,6 +211,9 @@ async fn main() {
         }
         if only.is_empty() || only.contains("head") {
             head_latency_under_load(store, &file, &mut rows).await;
+        }
+        if (only.is_empty() && store.kind == "disk" && store.fsync) || only.contains("limiter") {
+            limiter_overhead(store, &mut rows).await;
         }
     }
     println!();

@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Migrate => actix_rt::System::new().block_on(async move {
-            open_backends(&settings).await?;
+            open_backends(&settings, None).await?;
             println!("migrations applied");
             Ok(())
         }),
@@ -99,7 +99,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Janitor { once } => actix_rt::System::new().block_on(async move {
-            let (repo, store) = open_backends(&settings).await?;
+            let (repo, store) = open_backends(&settings, None).await?;
             let cache = UploadCache::new(1, Duration::from_secs(1));
             let policy = SweepPolicy::from_settings(&settings);
             loop {

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub writes_in_flight: IntGauge,
     pub db_connections: IntGaugeVec,
     pub rate_limited: IntCounterVec,
+    pub store_operations: IntCounterVec,
+    pub store_duration: HistogramVec,
+    pub db_pool_wait: HistogramVec,
+    pub db_pool_timeouts: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -70,6 +74,31 @@ impl Metrics {
             &["limit"],
         )?;
         registry.register(Box::new(rate_limited.clone()))?;
+        let store_operations = IntCounterVec::new(
+            Opts::new("hoist_store_operations_total", "Store operations by backend, operation and outcome (ok, error)"),
+            &["backend", "operation", "outcome"],
+        )?;
+        registry.register(Box::new(store_operations.clone()))?;
+        let store_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "hoist_store_operation_duration_seconds",
+                "Store operation latency by backend and operation (append includes receiving the body)",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0]),
+            &["backend", "operation"],
+        )?;
+        registry.register(Box::new(store_duration.clone()))?;
+        let db_pool_wait = HistogramVec::new(
+            HistogramOpts::new("hoist_db_pool_wait_seconds", "Time to get a database connection from the pool")
+                .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            &["pool"],
+        )?;
+        registry.register(Box::new(db_pool_wait.clone()))?;
+        let db_pool_timeouts = IntCounterVec::new(
+            Opts::new("hoist_db_pool_timeouts_total", "Pool checkouts that timed out (database.connect_timeout_secs)"),
+            &["pool"],
+        )?;
+        registry.register(Box::new(db_pool_timeouts.clone()))?;
         Ok(Metrics {
             bytes_received: counter(&registry, "hoist_upload_bytes_received_total", "Upload bytes made durable")?,
             uploads_created: counter(&registry, "hoist_uploads_created_total", "Uploads created")?,
@@ -86,6 +115,10 @@ impl Metrics {
             patch_body_bytes,
             db_connections,
             rate_limited,
+            store_operations,
+            store_duration,
+            db_pool_wait,
+            db_pool_timeouts,
         })
     }
 

@@ -26,7 +26,7 @@ use crate::listener::{InterimIo, InterimSender};
 use crate::metrics::Metrics;
 use crate::session::{run_janitor_loop, SessionRegistry, SweepPolicy};
 use crate::state::AppState;
-use crate::store::{DiskStore, S3Store, Store};
+use crate::store::{DiskStore, S3Store, Store, StoreBackend};
 use crate::telemetry;
 
 pub struct Application {
@@ -38,25 +38,28 @@ pub struct Application {
 
 /// Opens the database (running migrations) and the store; shared by `serve`, `migrate`
 /// and `janitor`.
-pub async fn open_backends(settings: &Settings) -> anyhow::Result<(Repo, Arc<Store>)> {
+pub async fn open_backends(settings: &Settings, metrics: Option<Arc<Metrics>>) -> anyhow::Result<(Repo, Arc<Store>)> {
     let url = settings.database_url();
     let database = settings.database.clone();
     // Turning the disk store's fsync off relaxes SQLite's commits the same way.
     let fsync = settings.store.kind != StoreKind::Disk || settings.store.disk.fsync;
     let timeout = Duration::from_secs(database.connect_timeout_secs);
+    let pool_metrics = metrics.clone();
     let repo = tokio::task::spawn_blocking(move || {
-        Repo::connect(&url, database.pool_size, database.read_pool_size, timeout, fsync)
+        Repo::connect(&url, database.pool_size, database.read_pool_size, timeout, fsync, pool_metrics)
     })
     .await
     .context("database start-up task")?
     .context("opening the database")?;
-    let store = match settings.store.kind {
-        StoreKind::Disk => Store::Disk(
+    let backend = match settings.store.kind {
+        StoreKind::Disk => StoreBackend::Disk(
             DiskStore::new(settings.disk_store_path(), settings.store.disk.fsync).context("opening the disk store")?,
         ),
-        StoreKind::S3 => Store::S3(S3Store::connect(&settings.store.s3).await.context("configuring the S3 store")?),
+        StoreKind::S3 => {
+            StoreBackend::S3(S3Store::connect(&settings.store.s3).await.context("configuring the S3 store")?)
+        }
     };
-    Ok((repo, Arc::new(store)))
+    Ok((repo, Arc::new(Store::new(backend, metrics))))
 }
 
 impl Application {
@@ -68,12 +71,12 @@ impl Application {
                 "secret_file" => %path.display(),
                 "mint_a_token" => "hoist token --sub alice --role uploader");
         }
-        let (repo, store) = open_backends(&settings).await?;
+        let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+        let (repo, store) = open_backends(&settings, Some(metrics.clone())).await?;
         let cache = UploadCache::new(settings.cache.capacity, Duration::from_secs(settings.cache.ttl_secs));
         // Sessions live on their own arbiter: when the HTTP workers stop and cut bodies,
         // the sessions still commit what arrived.
         let sessions_arbiter = Arbiter::new();
-        let metrics = Arc::new(Metrics::new().context("registering metrics")?);
         let sessions = SessionRegistry::new(
             settings.clone(),
             repo.clone(),

@@ -51,6 +51,12 @@ impl ServerConfig {
         });
         ServerConfig { env, s3 }
     }
+
+    /// One more setting (`HOIST__…`) for this server.
+    pub fn with(mut self, key: &str, value: &str) -> ServerConfig {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
 }
 
 pub struct Server {
@@ -74,8 +80,8 @@ impl Server {
         let data_dir = tempfile::tempdir_in(std::env::var("HOIST_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()))
             .expect("data dir");
         let port = free_port();
-        let mut env = config.env.clone();
-        env.extend([
+        // The scenario's own settings come last, so they win.
+        let mut env = vec![
             ("HOIST_ENV".to_owned(), "bench".to_owned()),
             ("HOIST__SERVER__DATA_DIR".to_owned(), data_dir.path().display().to_string()),
             ("HOIST__AUTH__JWT_SECRET".to_owned(), SECRET.to_owned()),
@@ -86,7 +92,8 @@ impl Server {
             ("HOIST__LIMITS__REQUESTS_PER_SECOND".to_owned(), "1000000".to_owned()),
             ("HOIST__LIMITS__REQUEST_BURST".to_owned(), "1000000".to_owned()),
             ("HOIST__LIMITS__MAX_OPEN_UPLOADS".to_owned(), "0".to_owned()),
-        ]);
+        ];
+        env.extend(config.env.iter().cloned());
         let child = Command::new(env!("CARGO_BIN_EXE_hoist"))
             .args(["--config-dir", "config", "serve", "--listen", &format!("127.0.0.1:{port}")])
             .envs(env.iter().cloned())

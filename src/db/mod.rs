@@ -8,6 +8,7 @@ pub mod models;
 pub mod schema;
 pub mod uploads;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use connection::{Backend, DbConnection};
@@ -15,6 +16,8 @@ pub use connection::{Backend, DbConnection};
 use diesel::r2d2::Pool;
 
 use connection::ConnectionManager;
+
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -27,6 +30,32 @@ pub enum DbError {
 }
 
 /// The connection pool; cheap to clone.
+/// Checkout waits and timeouts of one pool, for `/metrics`.
+struct PoolEvents {
+    pool: &'static str,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl std::fmt::Debug for PoolEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolEvents").field("pool", &self.pool).finish()
+    }
+}
+
+impl diesel::r2d2::HandleEvent for PoolEvents {
+    fn handle_checkout(&self, event: diesel::r2d2::event::CheckoutEvent) {
+        if let Some(metrics) = &self.metrics {
+            metrics.db_pool_wait.with_label_values(&[self.pool]).observe(event.duration().as_secs_f64());
+        }
+    }
+
+    fn handle_timeout(&self, _event: diesel::r2d2::event::TimeoutEvent) {
+        if let Some(metrics) = &self.metrics {
+            metrics.db_pool_timeouts.with_label_values(&[self.pool]).inc();
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Repo {
     pool: Pool<ConnectionManager>,
@@ -45,6 +74,7 @@ impl Repo {
         read_pool_size: u32,
         connect_timeout: Duration,
         fsync: bool,
+        metrics: Option<Arc<Metrics>>,
     ) -> anyhow::Result<Repo> {
         let manager = ConnectionManager::new(url, fsync)?;
         let backend = manager.backend();
@@ -52,6 +82,7 @@ impl Repo {
             .max_size(pool_size)
             .connection_timeout(connect_timeout)
             .test_on_check_out(false)
+            .event_handler(Box::new(PoolEvents { pool: "write", metrics: metrics.clone() }))
             .build(manager)?;
         // The schema must exist before the read pool opens its connections.
         pool.get()?.run_migrations()?;
@@ -59,6 +90,7 @@ impl Repo {
             .max_size(read_pool_size.max(1))
             .connection_timeout(connect_timeout)
             .test_on_check_out(false)
+            .event_handler(Box::new(PoolEvents { pool: "read", metrics }))
             .build(ConnectionManager::new(url, fsync)?)?;
         Ok(Repo { pool, read_pool, backend })
     }

@@ -10,7 +10,7 @@ use crate::cache::UploadCache;
 use crate::db::{idempotency, uploads, Repo};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::store::{S3Store, Store};
+use crate::store::{S3Store, Store, StoreBackend};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SweepReport {
@@ -66,7 +66,7 @@ pub async fn sweep_once(
     let before = (Utc::now() - retention).naive_utc();
     report.tombstones_purged = repo.run(move |conn| uploads::purge_tombstones(conn, before)).await?;
     report.idempotency_keys_purged = repo.run(idempotency::purge_expired).await?;
-    if let Store::S3(s3) = store {
+    if let StoreBackend::S3(s3) = store.backend() {
         report.orphans_aborted = abort_orphans(repo, s3, policy.orphan_grace).await?;
     }
     Ok(report)

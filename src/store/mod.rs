@@ -7,6 +7,7 @@ mod s3;
 mod spool;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use body::{body_channel, BodyEvent, BodyReceiver, BodySender};
@@ -14,6 +15,7 @@ pub use disk::DiskStore;
 pub use s3::{part_size_for, S3Store};
 
 use crate::domain::Checksum;
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -116,32 +118,65 @@ fn checksum_verdict(end: BodyEnd, checksum: Option<&Checksum>, hasher: Option<cr
     }
 }
 
-pub enum Store {
+/// The store's backend.
+pub enum StoreBackend {
     Disk(DiskStore),
     S3(S3Store),
 }
 
+/// The store: a backend, with every operation counted and timed for `/metrics`
+/// (`hoist_store_operations_total{backend,operation,outcome}`,
+/// `hoist_store_operation_duration_seconds{backend,operation}`).
+pub struct Store {
+    backend: StoreBackend,
+    metrics: Option<Arc<Metrics>>,
+}
+
 impl Store {
+    pub fn new(backend: StoreBackend, metrics: Option<Arc<Metrics>>) -> Store {
+        Store { backend, metrics }
+    }
+
+    pub fn backend(&self) -> &StoreBackend {
+        &self.backend
+    }
+
     pub fn backend_name(&self) -> &'static str {
-        match self {
-            Store::Disk(_) => "disk",
-            Store::S3(_) => "s3",
+        match self.backend {
+            StoreBackend::Disk(_) => "disk",
+            StoreBackend::S3(_) => "s3",
         }
+    }
+
+    async fn observe<T>(
+        &self,
+        operation: &'static str,
+        work: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
+        let result = work.await;
+        if let Some(metrics) = &self.metrics {
+            let backend = self.backend_name();
+            let outcome = if result.is_ok() { "ok" } else { "error" };
+            metrics.store_operations.with_label_values(&[backend, operation, outcome]).inc();
+            metrics.store_duration.with_label_values(&[backend, operation]).observe(started.elapsed().as_secs_f64());
+        }
+        result
     }
 
     /// The object key of an upload (the database stores keys, never URLs).
     pub fn key_for(&self, id: &crate::domain::UploadId) -> String {
-        match self {
-            Store::Disk(_) => id.to_string(),
-            Store::S3(s3) => s3.key_for(id.as_str()),
+        match &self.backend {
+            StoreBackend::Disk(_) => id.to_string(),
+            StoreBackend::S3(s3) => s3.key_for(id.as_str()),
         }
     }
 
     /// The part size an upload of `length` gets (S3; disk has no parts).
     pub fn part_size_for(&self, length: Option<u64>, max_size: u64) -> u64 {
-        match self {
-            Store::Disk(_) => 0,
-            Store::S3(s3) => part_size_for(length, s3.preferred_part_size(), max_size),
+        match &self.backend {
+            StoreBackend::Disk(_) => 0,
+            StoreBackend::S3(s3) => part_size_for(length, s3.preferred_part_size(), max_size),
         }
     }
 
@@ -153,10 +188,15 @@ impl Store {
         max_size: u64,
         headers: &ObjectHeaders,
     ) -> Result<CreatedObject, StoreError> {
-        match self {
-            Store::Disk(disk) => disk.create(key).await.map(|()| CreatedObject { multipart_id: None, part_size: None }),
-            Store::S3(s3) => s3.create(key, length, max_size, headers).await,
-        }
+        self.observe("create", async {
+            match &self.backend {
+                StoreBackend::Disk(disk) => {
+                    disk.create(key).await.map(|()| CreatedObject { multipart_id: None, part_size: None })
+                }
+                StoreBackend::S3(s3) => s3.create(key, length, max_size, headers).await,
+            }
+        })
+        .await
     }
 
     /// Streams `body` into the upload at `target.offset`, at most `max_bytes`, verifying
@@ -168,24 +208,30 @@ impl Store {
         max_bytes: u64,
         checksum: Option<&Checksum>,
     ) -> Result<AppendOutcome, StoreError> {
-        match self {
-            Store::Disk(disk) => disk.append(target, body, max_bytes, checksum).await,
-            Store::S3(s3) => s3.append(target, body, max_bytes, checksum).await,
-        }
+        self.observe("append", async {
+            match &self.backend {
+                StoreBackend::Disk(disk) => disk.append(target, body, max_bytes, checksum).await,
+                StoreBackend::S3(s3) => s3.append(target, body, max_bytes, checksum).await,
+            }
+        })
+        .await
     }
 
     /// Turns a fully uploaded object into the final one (S3: CompleteMultipartUpload with
     /// the recorded parts).
     pub async fn finish(&self, target: &AppendTarget, parts: &[UploadedPart]) -> Result<(), StoreError> {
-        match self {
-            Store::Disk(_) => Ok(()),
-            Store::S3(s3) => s3.finish(target, parts).await,
-        }
+        self.observe("finish", async {
+            match &self.backend {
+                StoreBackend::Disk(_) => Ok(()),
+                StoreBackend::S3(s3) => s3.finish(target, parts).await,
+            }
+        })
+        .await
     }
 
     /// Removes staged objects that committed parts replaced (best effort).
     pub async fn forget(&self, keys: Vec<String>) {
-        if let Store::S3(s3) = self {
+        if let StoreBackend::S3(s3) = &self.backend {
             s3.delete_keys(keys).await;
         }
     }
@@ -199,18 +245,24 @@ impl Store {
         part_size: u64,
         headers: &ObjectHeaders,
     ) -> Result<u64, StoreError> {
-        match self {
-            Store::Disk(disk) => disk.concatenate(sources.into_iter().map(|(k, _)| k).collect(), dest).await,
-            Store::S3(s3) => s3.concatenate(sources, dest, part_size, headers).await,
-        }
+        self.observe("concatenate", async {
+            match &self.backend {
+                StoreBackend::Disk(disk) => disk.concatenate(sources.into_iter().map(|(k, _)| k).collect(), dest).await,
+                StoreBackend::S3(s3) => s3.concatenate(sources, dest, part_size, headers).await,
+            }
+        })
+        .await
     }
 
     /// Deletes everything of an upload: object, staged tail, unfinished multipart upload.
     pub async fn delete(&self, key: &str, multipart_id: Option<&str>) -> Result<(), StoreError> {
-        match self {
-            Store::Disk(disk) => disk.delete(key).await,
-            Store::S3(s3) => s3.delete(key, multipart_id).await,
-        }
+        self.observe("delete", async {
+            match &self.backend {
+                StoreBackend::Disk(disk) => disk.delete(key).await,
+                StoreBackend::S3(s3) => s3.delete(key, multipart_id).await,
+            }
+        })
+        .await
     }
 
     pub async fn download(
@@ -220,33 +272,42 @@ impl Store {
         content_type: &str,
         ttl: Duration,
     ) -> Result<Download, StoreError> {
-        match self {
-            Store::Disk(disk) => Ok(Download::LocalFile(disk.path(key))),
-            Store::S3(s3) => s3.presign(key, filename, content_type, ttl).await.map(Download::Redirect),
-        }
+        self.observe("download", async {
+            match &self.backend {
+                StoreBackend::Disk(disk) => Ok(Download::LocalFile(disk.path(key))),
+                StoreBackend::S3(s3) => s3.presign(key, filename, content_type, ttl).await.map(Download::Redirect),
+            }
+        })
+        .await
     }
 
     /// A local file for the object, when the backend has one (the disk store's downloads).
     pub fn local_path(&self, key: &str) -> Option<PathBuf> {
-        match self {
-            Store::Disk(disk) => Some(disk.path(key)),
-            Store::S3(_) => None,
+        match &self.backend {
+            StoreBackend::Disk(disk) => Some(disk.path(key)),
+            StoreBackend::S3(_) => None,
         }
     }
 
     /// Whether anything of the upload is still stored (tests and the janitor's checks).
     pub async fn holds_anything(&self, key: &str) -> Result<bool, StoreError> {
-        match self {
-            Store::Disk(disk) => Ok(disk.path(key).exists()),
-            Store::S3(s3) => s3.holds_anything(key).await,
-        }
+        self.observe("holds_anything", async {
+            match &self.backend {
+                StoreBackend::Disk(disk) => Ok(disk.path(key).exists()),
+                StoreBackend::S3(s3) => s3.holds_anything(key).await,
+            }
+        })
+        .await
     }
 
     /// Readiness: the store answers.
     pub async fn check(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Disk(disk) => disk.check().await,
-            Store::S3(s3) => s3.check().await,
-        }
+        self.observe("check", async {
+            match &self.backend {
+                StoreBackend::Disk(disk) => disk.check().await,
+                StoreBackend::S3(s3) => s3.check().await,
+            }
+        })
+        .await
     }
 }

@@ -147,5 +147,17 @@ async fn metrics_count_requests_bytes_and_uploads(backend: Backend) {
     assert_eq!(value("hoist_live_sessions"), 1.0);
     assert!(value("hoist_cache_hits_total") >= 1.0, "HEAD after PATCH is served by the session's cache entry");
     assert!(text.contains("hoist_db_pool_connections{pool=\"read\",state=\"idle\"}"));
+    let store = app.state.store.backend_name();
+    let ops = |op: &str| {
+        value(&format!("hoist_store_operations_total{{backend=\"{store}\",operation=\"{op}\",outcome=\"ok\"}}"))
+    };
+    assert_eq!(ops("create"), 1.0);
+    assert_eq!(ops("append"), 2.0);
+    assert_eq!(
+        value(&format!("hoist_store_operation_duration_seconds_count{{backend=\"{store}\",operation=\"append\"}}")),
+        2.0
+    );
+    assert!(value("hoist_db_pool_wait_seconds_count{pool=\"write\"}") >= 3.0);
+    assert!(value("hoist_db_pool_wait_seconds_count{pool=\"read\"}") >= 1.0);
 }
 on_every_backend!(metrics_count_requests_bytes_and_uploads);

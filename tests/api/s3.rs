@@ -11,14 +11,14 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::concatenation::partial;
 use crate::helpers::{bytes, error_code, location, spawn_app, spawn_app_with, Backend, TestApp};
-use hoist::store::{S3Store, Store};
+use hoist::store::{S3Store, StoreBackend};
 
 const MIB: usize = 1024 * 1024;
 
 fn s3(app: &TestApp) -> &S3Store {
-    match app.state.store.as_ref() {
-        Store::S3(s3) => s3,
-        Store::Disk(_) => panic!("an S3 test on the disk store"),
+    match app.state.store.backend() {
+        StoreBackend::S3(s3) => s3,
+        StoreBackend::Disk(_) => panic!("an S3 test on the disk store"),
     }
 }
 
