@@ -63,8 +63,9 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// Every error's body: a stable machine-readable code and a message for people.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
     code: &'a str,
     message: String,
 }

@@ -127,6 +127,7 @@ impl Application {
             let hsts = server_settings.tls.enabled().then_some(server_settings.tls.hsts_max_age_secs);
             App::new()
                 .app_data(app_state.clone())
+                .wrap(from_fn(browser::docs_csp))
                 .wrap(from_fn(limits::rate_limit))
                 .wrap(from_fn(routes::method_override))
                 .wrap(from_fn(browser::limit_header_size))

@@ -39,15 +39,15 @@ impl FromRequest for Admin {
     }
 }
 
-#[derive(Serialize)]
-struct Lease {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Lease {
     owner: Option<String>,
     expires_at: Option<DateTime<Utc>>,
     fencing_token: i64,
 }
 
-#[derive(Serialize)]
-struct UploadView {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UploadView {
     id: String,
     owner: String,
     state: String,
@@ -93,7 +93,8 @@ impl From<&UploadRow> for UploadView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     owner: Option<String>,
@@ -120,8 +121,35 @@ fn decode_cursor(cursor: &str) -> Result<(NaiveDateTime, String), ApiError> {
     Ok((at.naive_utc(), UploadId::parse(id).map_err(|_| invalid())?.to_string()))
 }
 
+/// A page of uploads; `next_cursor` fetches the next one.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UploadPage {
+    uploads: Vec<UploadView>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Part {
+    number: i32,
+    size: i64,
+    etag: String,
+}
+
+/// One upload; `parts` and `session_live_here` only from `GET /admin/uploads/{id}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UploadDetail {
+    upload: UploadView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parts: Option<Vec<Part>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_live_here: Option<bool>,
+}
+
 const STATES: [&str; 4] = ["open", "complete", "terminated", "expired"];
 
+/// Uploads, newest first, filtered and keyset-paged.
+#[utoipa::path(get, path = "/admin/uploads", tag = "admin", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = UploadPage, description = "OK"), (status = 400, body = crate::error::ErrorBody, description = "Bad request (stable error code)"), (status = 403, body = crate::error::ErrorBody, description = "Forbidden")))]
 pub async fn list(
     state: web::Data<AppState>,
     _admin: Admin,
@@ -150,9 +178,12 @@ pub async fn list(
         None
     };
     let uploads: Vec<UploadView> = rows.iter().map(UploadView::from).collect();
-    Ok(HttpResponse::Ok().json(json!({ "uploads": uploads, "next_cursor": next_cursor })))
+    Ok(HttpResponse::Ok().json(UploadPage { uploads, next_cursor }))
 }
 
+/// One upload's whole state, with its S3 parts.
+#[utoipa::path(get, path = "/admin/uploads/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = UploadDetail, description = "OK"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)")))]
 pub async fn show(
     state: web::Data<AppState>,
     _admin: Admin,
@@ -169,15 +200,17 @@ pub async fn show(
         })
         .await?;
     let row = row.ok_or(ApiError::NotFound)?;
-    let parts: Vec<_> =
-        parts.into_iter().map(|(number, size, etag)| json!({"number": number, "size": size, "etag": etag})).collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "upload": UploadView::from(&row),
-        "parts": parts,
-        "session_live_here": state.sessions.is_live(&id),
-    })))
+    let parts = parts.into_iter().map(|(number, size, etag)| Part { number, size, etag }).collect();
+    Ok(HttpResponse::Ok().json(UploadDetail {
+        upload: UploadView::from(&row),
+        parts: Some(parts),
+        session_live_here: Some(state.sessions.is_live(&id)),
+    }))
 }
 
+/// Terminates any upload.
+#[utoipa::path(delete, path = "/admin/uploads/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204, description = "Terminated"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"), (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated")))]
 pub async fn terminate(
     state: web::Data<AppState>,
     _admin: Admin,
@@ -190,12 +223,16 @@ pub async fn terminate(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpiryBody {
     expires_at: DateTime<Utc>,
 }
 
+/// Sets the expiry of an unfinished upload.
+#[utoipa::path(put, path = "/admin/uploads/{id}/expiry", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = ExpiryBody,
+    responses((status = 200, body = UploadDetail, description = "OK"), (status = 409, body = crate::error::ErrorBody, description = "Conflict"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)")))]
 pub async fn set_expiry(
     state: web::Data<AppState>,
     _admin: Admin,
@@ -214,9 +251,11 @@ pub async fn set_expiry(
     state.cache.invalidate(id.as_str());
     let key = id.to_string();
     let row = state.repo.read(move |conn| uploads::find(conn, &key)).await?.ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(json!({ "upload": UploadView::from(&row) })))
+    Ok(HttpResponse::Ok().json(UploadDetail { upload: UploadView::from(&row), parts: None, session_live_here: None }))
 }
 
+/// Uploads and bytes by state, live sessions, writes in flight.
+#[utoipa::path(get, path = "/admin/stats", tag = "admin", security(("bearer" = [])), responses((status = 200, body = Object, description = "OK")))]
 pub async fn stats(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let totals = state.repo.read(admin::totals_by_state).await?;
     let by_state: serde_json::Map<String, serde_json::Value> =
@@ -228,6 +267,8 @@ pub async fn stats(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResp
     })))
 }
 
+/// The upload sessions alive in this process.
+#[utoipa::path(get, path = "/admin/sessions", tag = "admin", security(("bearer" = [])), responses((status = 200, body = Object, description = "OK")))]
 pub async fn sessions(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "sessions": state.sessions.live_ids() }))
 }

@@ -20,8 +20,8 @@ use crate::session::AppendSpec;
 use crate::state::AppState;
 use crate::upload::{create_upload, NewUpload};
 
-#[derive(Serialize)]
-struct FormUpload {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FormUpload {
     id: String,
     field: String,
     filename: Option<String>,
@@ -32,11 +32,17 @@ struct FormUpload {
     location: String,
 }
 
-#[derive(Serialize)]
-struct FormResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FormResponse {
     uploads: Vec<FormUpload>,
 }
 
+/// One-shot multipart/form-data upload: each file part becomes a complete upload.
+#[utoipa::path(post, path = "/uploads", tag = "forms", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = String, content_type = "multipart/form-data"),
+    responses((status = 201, body = FormResponse, description = "Created"), (status = 400, body = crate::error::ErrorBody, description = "Bad request (stable error code)"), (status = 413, body = crate::error::ErrorBody, description = "Too large"), (status = 429, body = crate::error::ErrorBody, description = "Rate limit or quota (Retry-After, RateLimit-*)"))
+)]
 pub async fn upload_form(
     state: web::Data<AppState>,
     req: HttpRequest,

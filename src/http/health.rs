@@ -4,6 +4,8 @@ use serde_json::json;
 use crate::state::AppState;
 
 /// Prometheus text format. Gauges that mirror live state are read at scrape time.
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String, description = "OK")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let metrics = &state.metrics;
     metrics.live_sessions.set(state.sessions.live_sessions() as i64);
@@ -16,11 +18,15 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// The process answers.
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "Alive")))]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// Database reachable with migrations applied, store reachable, not shutting down.
+/// Readiness: database (with migrations) and store reachable, not shutting down.
+#[utoipa::path(get, path = "/health/ready", tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let database = state
         .repo

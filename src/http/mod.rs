@@ -9,6 +9,7 @@ mod headers;
 mod health;
 mod idempotency;
 pub mod limits;
+pub mod openapi;
 pub mod routes;
 pub mod signed_url;
 pub mod tus;

@@ -4,7 +4,7 @@ use actix_web::http::Method;
 use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::{web, HttpResponse};
 
-use super::{admin, download, form, health, tus};
+use super::{admin, download, form, health, openapi, tus};
 use crate::error::ApiError;
 
 /// Mounts every surface. `/files` is tus; `/uploads` is one-shot multipart.
@@ -45,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/stats", web::get().to(admin::stats))
             .route("/sessions", web::get().to(admin::sessions)),
     )
+    .service(utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document().clone()))
     .route("/metrics", web::get().to(health::metrics))
     .route("/health/live", web::get().to(health::live))
     .route("/health/ready", web::get().to(health::ready))

@@ -17,6 +17,7 @@ mod idempotency;
 mod jwt_keys;
 mod limits;
 mod logs;
+mod openapi;
 mod s3;
 mod sessions;
 mod tls;

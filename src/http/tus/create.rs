@@ -13,6 +13,25 @@ use crate::session::AppendSpec;
 use crate::state::AppState;
 use crate::upload::{create_upload, NewUpload};
 
+/// tus creation (and creation-with-upload, defer-length, concatenation).
+#[utoipa::path(post, path = "/files", tag = "tus", security(("bearer" = [])),
+    params(
+        ("Tus-Resumable" = String, Header, description = "1.0.0"),
+        ("Upload-Length" = Option<u64>, Header, description = "Total size; or Upload-Defer-Length: 1"),
+        ("Upload-Defer-Length" = Option<u8>, Header),
+        ("Upload-Metadata" = Option<String>, Header, description = "key base64value pairs, comma separated"),
+        ("Upload-Concat" = Option<String>, Header, description = "partial, or final;/files/a /files/b"),
+        ("Upload-Checksum" = Option<String>, Header, description = "With a creation-with-upload body"),
+        ("Idempotency-Key" = Option<String>, Header),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream", description = "Optional first chunk"),
+    responses(
+        (status = 201, description = "Created", headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String))),
+        (status = 400, body = crate::error::ErrorBody, description = "Bad request (stable error code)"), (status = 401, body = crate::error::ErrorBody, description = "Missing or invalid bearer token"), (status = 413, body = crate::error::ErrorBody, description = "Too large"),
+        (status = 429, body = crate::error::ErrorBody, description = "Rate limit or quota; Retry-After and RateLimit-*"),
+        (status = 503, body = crate::error::ErrorBody, description = "Database or store unavailable (Retry-After)"),
+    )
+)]
 pub async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,

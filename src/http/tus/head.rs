@@ -7,6 +7,14 @@ use crate::domain::UploadId;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The upload's offset, length and metadata.
+#[utoipa::path(head, path = "/files/{id}", tag = "tus", security(("bearer" = [])),
+    params(("id" = String, Path, description = "32 hex digits"), ("Tus-Resumable" = String, Header)),
+    responses(
+        (status = 200, description = "The upload", headers(("Upload-Offset" = u64), ("Upload-Length" = u64), ("Upload-Metadata" = String), ("Upload-Expires" = String))),
+        (status = 404, description = "No such upload (or someone else's)"), (status = 410, description = "Expired or terminated"),
+    )
+)]
 pub async fn head(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -45,6 +53,11 @@ fn concat_header(row: &UploadRow) -> Option<String> {
 }
 
 /// tus termination: the bytes go, the row stays as a tombstone answering 410.
+/// tus termination: the upload and its bytes are deleted.
+#[utoipa::path(delete, path = "/files/{id}", tag = "tus", security(("bearer" = [])),
+    params(("id" = String, Path), ("Tus-Resumable" = String, Header)),
+    responses((status = 204, description = "Terminated"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"), (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"))
+)]
 pub async fn terminate(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -1,9 +1,9 @@
 //! tus 1.0.0 at `/files/`: core, creation, creation-with-upload, creation-defer-length,
 //! expiration, checksum, termination, concatenation.
 
-mod create;
-mod head;
-mod patch;
+pub(crate) mod create;
+pub(crate) mod head;
+pub(crate) mod patch;
 
 pub use create::create;
 pub use head::{head, terminate};
@@ -34,6 +34,11 @@ pub fn require_tus(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
+/// tus discovery.
+#[utoipa::path(options, path = "/files", tag = "tus", responses(
+    (status = 204, description = "The server's tus capabilities", headers(
+        ("Tus-Version" = String), ("Tus-Extension" = String), ("Tus-Max-Size" = u64), ("Tus-Checksum-Algorithm" = String)))
+))]
 pub async fn options(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::NoContent()
         .insert_header(("Tus-Version", TUS_VERSION))

@@ -11,6 +11,23 @@ use crate::http::idempotency::idempotent;
 use crate::session::AppendSpec;
 use crate::state::AppState;
 
+/// Appends a chunk at `Upload-Offset`.
+#[utoipa::path(patch, path = "/files/{id}", tag = "tus", security(("bearer" = [])),
+    params(
+        ("id" = String, Path), ("Tus-Resumable" = String, Header),
+        ("Upload-Offset" = u64, Header), ("Upload-Length" = Option<u64>, Header, description = "Declares a deferred length"),
+        ("Upload-Checksum" = Option<String>, Header, description = "sha1, md5, sha256 or crc32c, base64"),
+        ("Idempotency-Key" = Option<String>, Header),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    responses(
+        (status = 204, description = "Kept and durable", headers(("Upload-Offset" = u64))),
+        (status = 409, body = crate::error::ErrorBody, description = "offset_mismatch"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"),
+        (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"), (status = 415, body = crate::error::ErrorBody, description = "Unsupported media type"), (status = 423, body = crate::error::ErrorBody, description = "Another request is writing this upload"),
+        (status = 429, body = crate::error::ErrorBody, description = "Rate limit or quota (Retry-After, RateLimit-*)"), (status = 460, body = crate::error::ErrorBody, description = "checksum_mismatch"),
+        (status = 503, body = crate::error::ErrorBody, description = "Database or store unavailable (Retry-After)"),
+    )
+)]
 pub async fn patch(
     state: web::Data<AppState>,
     req: HttpRequest,
