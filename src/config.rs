@@ -30,6 +30,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub limits: LimitSettings,
     pub log: LogSettings,
+    pub sentry: SentrySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,6 +218,18 @@ pub struct AuthSettings {
     pub leeway_secs: u64,
     /// Only the development profile may generate a secret in the data directory.
     pub generate_dev_secret: bool,
+}
+
+/// Error tracking. An empty DSN sends nothing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentrySettings {
+    /// `HOIST__SENTRY__DSN`.
+    pub dsn: String,
+    /// Empty: the profile (`production`, …).
+    pub environment: String,
+    /// Share of error events sent, 0.0 to 1.0.
+    pub sample_rate: f32,
 }
 
 /// Rate limits and quotas; 0 turns each off.

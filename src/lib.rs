@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod error_tracking;
 pub mod http;
 pub mod limits;
 pub mod listener;

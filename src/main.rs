@@ -76,6 +76,8 @@ fn main() -> anyhow::Result<()> {
                 settings.server.listen = listen;
             }
             let log = build_logger(&settings.log)?;
+            // Kept until the server stops, so pending events are flushed.
+            let _sentry = hoist::error_tracking::init(&settings.sentry, &settings.profile)?;
             actix_rt::System::new().block_on(async move {
                 let app = Application::build(settings, log).await?;
                 app.run_until_stopped().await

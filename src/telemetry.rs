@@ -66,7 +66,14 @@ pub async fn log_requests(
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut response = next.call(req).await?;
+    let hub = crate::error_tracking::request_hub(&id, &method, &path);
+    let mut response = match &hub {
+        Some(hub) => {
+            use sentry::SentryFutureExt;
+            next.call(req).bind_hub(hub.clone()).await?
+        }
+        None => next.call(req).await?,
+    };
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HeaderName::from_static(REQUEST_ID), value);
     }
@@ -79,6 +86,9 @@ pub async fn log_requests(
         let log = &state.log;
         let latency_ms = elapsed * 1000.0;
         let error = response.response().error().map(|e| format!("{e:?}"));
+        if let (Some(hub), true) = (&hub, status >= 500) {
+            crate::error_tracking::report_server_error(hub, &route, status, error.as_deref());
+        }
         let request = response.request();
         let subject = request.extensions().get::<crate::auth::Caller>().map(|caller| caller.subject.clone());
         let upload_id = request.match_info().get("id").map(str::to_owned);

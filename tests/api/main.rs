@@ -19,6 +19,7 @@ mod limits;
 mod logs;
 mod openapi;
 mod s3;
+mod sentry;
 mod sessions;
 mod tls;
 mod tus_core;
