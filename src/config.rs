@@ -57,6 +57,10 @@ pub struct ServerSettings {
     /// The URL clients reach Hoist at (`https://uploads.example.com`), used in `Location`
     /// and download URLs. Empty: the request's scheme and Host.
     pub public_url: String,
+    /// Serve `/metrics` on this address instead of `listen` (plain HTTP, for a
+    /// cluster-internal port). Unset: on `listen`.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     pub tls: TlsSettings,
 }
 

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub cache_misses: IntCounter,
     pub live_sessions: IntGauge,
     pub writes_in_flight: IntGauge,
+    pub ready: IntGauge,
     pub db_connections: IntGaugeVec,
     pub rate_limited: IntCounterVec,
     pub store_operations: IntCounterVec,
@@ -109,6 +110,7 @@ impl Metrics {
             cache_misses: counter(&registry, "hoist_cache_misses_total", "Upload lookups that went to the database")?,
             live_sessions: gauge(&registry, "hoist_live_sessions", "Upload sessions alive in this process")?,
             writes_in_flight: gauge(&registry, "hoist_writes_in_flight", "Appends running now")?,
+            ready: gauge(&registry, "hoist_ready", "1 if the last /health/ready check passed, else 0")?,
             registry,
             http_requests,
             http_duration,
@@ -123,6 +125,38 @@ impl Metrics {
     }
 
     /// The text exposition format.
+    /// Every metric's name, including labelled ones not yet observed (which `/metrics`
+    /// leaves out until their first sample): what dashboards and alerts may refer to.
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: Vec<&dyn Collector> = vec![
+            &self.http_requests,
+            &self.http_duration,
+            &self.bytes_received,
+            &self.patch_body_bytes,
+            &self.uploads_created,
+            &self.uploads_completed,
+            &self.uploads_terminated,
+            &self.uploads_expired,
+            &self.cache_hits,
+            &self.cache_misses,
+            &self.live_sessions,
+            &self.writes_in_flight,
+            &self.ready,
+            &self.db_connections,
+            &self.rate_limited,
+            &self.store_operations,
+            &self.store_duration,
+            &self.db_pool_wait,
+            &self.db_pool_timeouts,
+        ];
+        let mut names: Vec<String> =
+            collectors.iter().flat_map(|c| c.desc()).map(|desc| desc.fq_name.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -31,6 +31,7 @@ use crate::telemetry;
 
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: Server,
     state: web::Data<AppState>,
     sessions_arbiter: Arbiter,
@@ -73,6 +74,8 @@ impl Application {
         }
         let metrics = Arc::new(Metrics::new().context("registering metrics")?);
         let (repo, store) = open_backends(&settings, Some(metrics.clone())).await?;
+        // Both answered while opening; /health/ready keeps this current from here on.
+        metrics.ready.set(1);
         let cache = UploadCache::new(settings.cache.capacity, Duration::from_secs(settings.cache.ttl_secs));
         // Sessions live on their own arbiter: when the HTTP workers stop and cut bodies,
         // the sessions still commit what arrived.
@@ -123,6 +126,7 @@ impl Application {
             true => Some(crate::tls::server_config(&settings.server.tls)?),
             false => None,
         };
+        let metrics_on_main = settings.server.metrics_listen.is_none();
         let app = move || {
             let hsts = server_settings.tls.enabled().then_some(server_settings.tls.hsts_max_age_secs);
             App::new()
@@ -135,12 +139,27 @@ impl Application {
                 .wrap(browser::security_headers(hsts))
                 // Outermost, so preflights are answered before auth and routing.
                 .wrap(Condition::new(!cors_settings.allowed_origins.is_empty(), browser::cors(&cors_settings)))
-                .configure(routes::configure)
+                .configure(|cfg| routes::configure(cfg, metrics_on_main))
         };
         let keep_alive = Duration::from_secs(settings.server.keep_alive_secs);
         let request_head_timeout = Duration::from_millis(settings.server.client_request_timeout_ms);
-        let builder =
+        let mut builder =
             Server::build().workers(workers).shutdown_timeout(settings.server.shutdown_grace_secs).disable_signals();
+        // `/metrics` on a listener of its own (plain HTTP, never rate-limited), off the
+        // public one, when `server.metrics_listen` is set.
+        let mut metrics_port = None;
+        if let Some(metrics_address) = settings.server.metrics_listen {
+            let metrics_listener = TcpListener::bind(metrics_address)
+                .with_context(|| format!("binding server.metrics_listen {metrics_address}"))?;
+            metrics_port = Some(metrics_listener.local_addr()?.port());
+            let metrics_state = state.clone();
+            builder = builder.listen("hoist-metrics", metrics_listener, move || {
+                let app = App::new()
+                    .app_data(metrics_state.clone())
+                    .route("/metrics", web::get().to(crate::http::health_metrics));
+                HttpService::build().h1(map_config(app, |_| AppConfig::default())).tcp()
+            })?;
+        }
         let server = match tls {
             // HTTP/2 or HTTP/1.1 by ALPN. Interim (1xx) responses other than 100 are not
             // sent over TLS: the InterimIo seam sits on plain TCP streams only.
@@ -174,11 +193,16 @@ impl Application {
         .run();
         slog::info!(log, "listening"; "address" => %address, "tls" => settings.server.tls.enabled(), "workers" => workers,
             "database" => ?state.repo.backend(), "store" => state.store.backend_name());
-        Ok(Application { port: address.port(), server, state, sessions_arbiter })
+        Ok(Application { port: address.port(), metrics_port, server, state, sessions_arbiter })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The metrics listener's port, when `server.metrics_listen` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     pub fn handle(&self) -> ServerHandle {
@@ -197,6 +221,7 @@ impl Application {
         let signals = async move {
             wait_for_signal().await;
             state.shutting_down.store(true, Ordering::SeqCst);
+            state.metrics.ready.set(0);
             slog::info!(state.log, "shutting down: no new connections, cutting bodies after the grace period");
             handle.stop(true).await;
         };

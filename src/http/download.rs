@@ -18,7 +18,6 @@ use crate::store::Download;
 
 /// GET on a completed upload: a redirect to a short-lived signed URL (S3 presigned, or
 /// Hoist's own HMAC-signed URL for the disk store).
-/// A completed upload: a redirect to a short-lived signed URL.
 #[utoipa::path(get, path = "/files/{id}", tag = "downloads", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 307, description = "Location: the signed URL"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"), (status = 409, body = crate::error::ErrorBody, description = "upload_incomplete"))
@@ -57,7 +56,6 @@ pub struct SignedQuery {
 }
 
 /// The disk store's signed URL: no bearer token, the signature is the authorization.
-/// The disk store's signed download URL (no bearer token).
 #[utoipa::path(get, path = "/downloads/{id}", tag = "downloads",
     params(("id" = String, Path), ("expires" = i64, Query), ("signature" = String, Query), ("Range" = Option<String>, Header)),
     responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 206, description = "A range"), (status = 403, body = crate::error::ErrorBody, description = "Forbidden"))

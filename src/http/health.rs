@@ -4,7 +4,6 @@ use serde_json::json;
 use crate::state::AppState;
 
 /// Prometheus text format. Gauges that mirror live state are read at scrape time.
-/// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String, description = "OK")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let metrics = &state.metrics;
@@ -18,14 +17,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// The process answers.
-/// Liveness: the process answers.
 #[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "Alive")))]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// Database reachable with migrations applied, store reachable, not shutting down.
-/// Readiness: database (with migrations) and store reachable, not shutting down.
 #[utoipa::path(get, path = "/health/ready", tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let database = state
@@ -40,7 +37,9 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         "store": if store_ok { "ok" } else { "unavailable" },
         "shutting_down": shutting_down,
     });
-    if database_ok && store_ok && !shutting_down {
+    let ready = database_ok && store_ok && !shutting_down;
+    state.metrics.ready.set(i64::from(ready));
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

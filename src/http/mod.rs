@@ -14,6 +14,8 @@ pub mod routes;
 pub mod signed_url;
 pub mod tus;
 
+pub use health::metrics as health_metrics;
+
 use actix_web::{web, HttpRequest};
 
 use crate::state::AppState;

@@ -7,8 +7,9 @@ use actix_web::{web, HttpResponse};
 use super::{admin, download, form, health, openapi, tus};
 use crate::error::ApiError;
 
-/// Mounts every surface. `/files` is tus; `/uploads` is one-shot multipart.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// `/files` is tus; `/uploads` is one-shot multipart.
+/// Mounts every surface. `/metrics` is left out when it has a listener of its own.
+pub fn configure(cfg: &mut web::ServiceConfig, metrics_here: bool) {
     // Malformed query strings and JSON bodies get the same JSON errors as everything else.
     cfg.app_data(
         web::QueryConfig::default()
@@ -46,10 +47,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/sessions", web::get().to(admin::sessions)),
     )
     .service(utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document().clone()))
-    .route("/metrics", web::get().to(health::metrics))
     .route("/health/live", web::get().to(health::live))
     .route("/health/ready", web::get().to(health::ready))
     .default_service(web::to(not_found));
+    if metrics_here {
+        cfg.route("/metrics", web::get().to(health::metrics));
+    }
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -161,3 +161,17 @@ async fn metrics_count_requests_bytes_and_uploads(backend: Backend) {
     assert!(value("hoist_db_pool_wait_seconds_count{pool=\"read\"}") >= 1.0);
 }
 on_every_backend!(metrics_count_requests_bytes_and_uploads);
+
+#[actix_rt::test]
+async fn metrics_can_move_to_a_listener_of_their_own() {
+    let app =
+        crate::helpers::spawn_app_with(Backend::Sqlite, |s| s.server.metrics_listen = Some(([127, 0, 0, 1], 0).into()))
+            .await;
+    let port = app.metrics_port.expect("a metrics port");
+    app.create_upload(3).await;
+    let scraped = app.client.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.text().await.unwrap().contains("hoist_uploads_created_total 1"));
+    let public = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+}

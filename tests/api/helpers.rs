@@ -118,6 +118,7 @@ impl TestClient {
 /// The server running in this test's process, with its own data directory and database.
 pub struct TestApp {
     pub http: TestClient,
+    pub metrics_port: Option<u16>,
     pub settings: Settings,
     pub state: actix_web::web::Data<AppState>,
     _data_dir: tempfile::TempDir,
@@ -170,9 +171,10 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     let log = hoist::telemetry::build_logger(&settings.log).expect("logger");
     let app = Application::build(settings.clone(), log).await.expect("application starts");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     let state = app.state();
     actix_rt::spawn(app.run_until_stopped());
-    TestApp { http: TestClient::new(port, &settings), settings, state, _data_dir: data_dir, _pg: pg }
+    TestApp { http: TestClient::new(port, &settings), metrics_port, settings, state, _data_dir: data_dir, _pg: pg }
 }
 
 impl TestApp {

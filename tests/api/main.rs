@@ -10,6 +10,7 @@ mod browser;
 mod clients;
 mod concatenation;
 mod crash;
+mod deploy;
 mod expiry;
 mod form;
 mod hostile;

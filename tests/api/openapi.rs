@@ -87,6 +87,7 @@ fn mounted_routes() -> Vec<(String, String)> {
         if line == ")" {
             scope.clear();
         }
+        let line = line.strip_prefix("cfg").unwrap_or(line);
         let Some(rest) = line.strip_prefix(".route(\"") else { continue };
         let (path, handler) = rest.split_once("\", ").expect("a route line");
         let method = if handler.starts_with("options()") {

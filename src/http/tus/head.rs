@@ -53,7 +53,6 @@ fn concat_header(row: &UploadRow) -> Option<String> {
 }
 
 /// tus termination: the bytes go, the row stays as a tombstone answering 410.
-/// tus termination: the upload and its bytes are deleted.
 #[utoipa::path(delete, path = "/files/{id}", tag = "tus", security(("bearer" = [])),
     params(("id" = String, Path), ("Tus-Resumable" = String, Header)),
     responses((status = 204, description = "Terminated"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"), (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"))
