@@ -12,6 +12,7 @@ pub mod http;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod reconcile;
 pub mod session;
 pub mod startup;
 pub mod state;

@@ -51,6 +51,14 @@ enum Command {
         #[arg(long, requires = "private_key")]
         kid: Option<String>,
     },
+    /// After restoring the database to an older point than the store: bring the two back
+    /// into agreement (offsets from what the store holds, vanished uploads failed,
+    /// orphaned multipart uploads aborted). Run it with the servers stopped.
+    Reconcile {
+        /// Report what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Expire overdue uploads and purge old records.
     Janitor {
         /// One sweep, then exit (the server also sweeps periodically).
@@ -100,6 +108,22 @@ fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Reconcile { dry_run } => actix_rt::System::new().block_on(async move {
+            let (repo, store) = open_backends(&settings, None).await?;
+            let report = hoist::reconcile::reconcile(&repo, &store, !dry_run).await.context("reconcile")?;
+            println!(
+                "{}checked {} uploads: {} repaired, {} found complete, {} failed, \
+                 {} orphaned multipart uploads aborted, {} stale staged objects deleted",
+                if dry_run { "dry run: " } else { "" },
+                report.checked,
+                report.repaired,
+                report.completed,
+                report.failed,
+                report.orphans_aborted,
+                report.stale_staged_deleted
+            );
+            Ok(())
+        }),
         Command::Janitor { once } => actix_rt::System::new().block_on(async move {
             let (repo, store) = open_backends(&settings, None).await?;
             let cache = UploadCache::new(1, Duration::from_secs(1));

@@ -5,6 +5,7 @@ pub mod admin;
 mod connection;
 pub mod idempotency;
 pub mod models;
+pub mod reconcile;
 pub mod schema;
 pub mod uploads;
 

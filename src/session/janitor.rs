@@ -76,7 +76,7 @@ pub async fn sweep_once(
 /// their key, or the open row under their key has another multipart upload. A creation
 /// writes its row before its multipart upload, so one in progress is never taken for an
 /// orphan; the grace period (by S3's `Initiated`) is a second guard.
-async fn abort_orphans(repo: &Repo, s3: &S3Store, grace: Duration) -> Result<usize, ApiError> {
+pub async fn abort_orphans(repo: &Repo, s3: &S3Store, grace: Duration) -> Result<usize, ApiError> {
     let cutoff = Utc::now().timestamp() - i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
     let candidates: Vec<(String, String, i64)> =
         s3.multipart_uploads(s3.prefix()).await?.into_iter().filter(|(_, _, initiated)| *initiated < cutoff).collect();

@@ -7,5 +7,5 @@ mod job;
 mod registry;
 
 pub use append::AppendSpec;
-pub use janitor::{run_janitor_loop, sweep_once, SweepPolicy, SweepReport};
+pub use janitor::{abort_orphans, run_janitor_loop, sweep_once, SweepPolicy, SweepReport};
 pub use registry::{SessionDeps, SessionRegistry, Submitted};

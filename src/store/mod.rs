@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub use body::{body_channel, BodyEvent, BodyReceiver, BodySender};
 pub use disk::DiskStore;
-pub use s3::{part_size_for, S3Store};
+pub use s3::{part_size_for, S3Store, StagedObject};
 
 use crate::domain::Checksum;
 use crate::metrics::Metrics;

@@ -19,6 +19,7 @@ mod jwt_keys;
 mod limits;
 mod logs;
 mod openapi;
+mod reconcile;
 mod s3;
 mod sentry;
 mod sessions;

@@ -19,6 +19,9 @@ use crate::config::S3StoreSettings;
 
 mod append;
 mod concat;
+mod inspect;
+
+pub use inspect::StagedObject;
 
 pub(super) const MIB: u64 = 1024 * 1024;
 const MAX_PARTS: u64 = 10_000;
