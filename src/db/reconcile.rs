@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use super::models::{UploadRow, UploadState};
 use super::schema::parts::dsl as p;
 use super::schema::uploads::dsl as u;
-use super::uploads::now;
+use super::uploads::{insert_part, now};
 use super::{DbConnection, DbError};
 
 /// Rows in `state` with ids after `after`, in id order (the primary key), `limit` at most.
@@ -34,15 +34,7 @@ pub fn set_progress(
     conn.transaction(|conn| {
         diesel::delete(p::parts.filter(p::upload_id.eq(id))).execute(conn)?;
         for (number, size, etag) in parts {
-            diesel::insert_into(p::parts)
-                .values((
-                    p::upload_id.eq(id),
-                    p::part_number.eq(number),
-                    p::size.eq(size),
-                    p::etag.eq(etag),
-                    p::created_at.eq(now()),
-                ))
-                .execute(conn)?;
+            insert_part(conn, id, *number, *size, etag)?;
         }
         diesel::update(u::uploads.filter(u::id.eq(id)))
             .set((

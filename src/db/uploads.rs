@@ -109,18 +109,24 @@ pub fn commit_progress(
         let Some(row) = advance(conn, id, token, progress)? else { return Ok(None) };
         for (number, size, etag) in &progress.new_parts {
             diesel::delete(p::parts.filter(p::upload_id.eq(id)).filter(p::part_number.eq(number))).execute(conn)?;
-            diesel::insert_into(p::parts)
-                .values((
-                    p::upload_id.eq(id),
-                    p::part_number.eq(number),
-                    p::size.eq(size),
-                    p::etag.eq(etag),
-                    p::created_at.eq(now()),
-                ))
-                .execute(conn)?;
+            insert_part(conn, id, *number, *size, etag)?;
         }
         Ok(Some(row))
     })
+}
+
+/// Records one S3 part of an upload.
+pub fn insert_part(conn: &mut DbConnection, id: &str, number: i32, size: i64, etag: &str) -> Result<(), DbError> {
+    diesel::insert_into(p::parts)
+        .values((
+            p::upload_id.eq(id),
+            p::part_number.eq(number),
+            p::size.eq(size),
+            p::etag.eq(etag),
+            p::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// The recorded S3 parts of an upload, in order: (number, size, ETag).

@@ -15,6 +15,30 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The binary, configured through the environment only (as in a container) for these
+/// settings' data directory, database and store; the subcommand is the caller's.
+pub fn hoist_command(settings: &Settings) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
+    command
+        .args(["--config-dir", "config"])
+        .env("HOIST_ENV", "test")
+        .env("HOIST__SERVER__DATA_DIR", &settings.server.data_dir)
+        .env("HOIST__DATABASE__URL", settings.database_url())
+        .env("HOIST__AUTH__JWT_SECRET", TEST_SECRET);
+    if settings.store.kind == StoreKind::S3 {
+        let s3 = &settings.store.s3;
+        command
+            .env("HOIST__STORE__KIND", "s3")
+            .env("HOIST__STORE__S3__BUCKET", &s3.bucket)
+            .env("HOIST__STORE__S3__ENDPOINT", &s3.endpoint)
+            .env("HOIST__STORE__S3__REGION", "us-east-1")
+            .env("HOIST__STORE__S3__PATH_STYLE", "true")
+            .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key);
+    }
+    command
+}
+
 impl Server {
     /// Starts the binary configured through the environment only, as in a container.
     pub async fn start(settings: &Settings, port: u16) -> Server {
@@ -23,24 +47,8 @@ impl Server {
 
     /// The same, with more environment and the server's stdout (its log) sent to `stdout`.
     pub async fn start_with(settings: &Settings, port: u16, env: &[(&str, &str)], stdout: Stdio) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
-        command
-            .args(["--config-dir", "config", "serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("HOIST_ENV", "test")
-            .env("HOIST__SERVER__DATA_DIR", &settings.server.data_dir)
-            .env("HOIST__DATABASE__URL", settings.database_url())
-            .env("HOIST__AUTH__JWT_SECRET", TEST_SECRET);
-        if settings.store.kind == StoreKind::S3 {
-            let s3 = &settings.store.s3;
-            command
-                .env("HOIST__STORE__KIND", "s3")
-                .env("HOIST__STORE__S3__BUCKET", &s3.bucket)
-                .env("HOIST__STORE__S3__ENDPOINT", &s3.endpoint)
-                .env("HOIST__STORE__S3__REGION", "us-east-1")
-                .env("HOIST__STORE__S3__PATH_STYLE", "true")
-                .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
-                .env("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key);
-        }
+        let mut command = hoist_command(settings);
+        command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
         command.envs(env.iter().copied());
         let child = command.stdout(stdout).stderr(Stdio::inherit()).spawn().expect("start hoist");
         // Wrapped at once, so that a failed start is still killed and reaped on drop.

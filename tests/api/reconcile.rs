@@ -9,7 +9,7 @@ use diesel::{Connection, PgConnection, RunQueryDsl};
 use hoist::config::Settings;
 use reqwest::Method;
 
-use crate::binary::{free_port, Server};
+use crate::binary::{free_port, hoist_command, Server};
 use crate::helpers::{bytes, postgres_base_url, test_settings, Backend, TestClient};
 
 const MIB: usize = 1024 * 1024;
@@ -31,25 +31,10 @@ fn pg_restore(settings: &Settings, file: &Path) {
 }
 
 fn reconcile(settings: &Settings, dry_run: bool) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
-    command
-        .args(["--config-dir", "config", "reconcile"])
-        .env("HOIST_ENV", "test")
-        .env("HOIST__SERVER__DATA_DIR", &settings.server.data_dir)
-        .env("HOIST__DATABASE__URL", settings.database_url())
-        .env("HOIST__AUTH__JWT_SECRET", crate::helpers::TEST_SECRET);
+    let mut command = hoist_command(settings);
+    command.arg("reconcile");
     if dry_run {
         command.arg("--dry-run");
-    }
-    if settings.store.kind == hoist::config::StoreKind::S3 {
-        let s3 = &settings.store.s3;
-        command
-            .env("HOIST__STORE__KIND", "s3")
-            .env("HOIST__STORE__S3__BUCKET", &s3.bucket)
-            .env("HOIST__STORE__S3__ENDPOINT", &s3.endpoint)
-            .env("HOIST__STORE__S3__PATH_STYLE", "true")
-            .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
-            .env("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key);
     }
     let output = command.output().expect("hoist reconcile runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

@@ -176,18 +176,13 @@ impl S3Store {
 
     /// The staged objects covering exactly `[from, to)`, in order.
     async fn staged_segments(&self, key: &str, from: u64, to: u64) -> Result<Vec<Segment>, StoreError> {
-        let prefix = staged_prefix(key);
-        let mut segments: Vec<Segment> = self
-            .list(&prefix)
+        let segments: Vec<Segment> = self
+            .staged_objects(key)
             .await?
             .into_iter()
-            .filter_map(|(object, size)| {
-                let start = object.strip_prefix(&prefix)?.parse::<u64>().ok()?;
-                Some(Segment { key: object, start, size })
-            })
             .filter(|s| s.start >= from && s.start < to)
+            .map(|s| Segment { key: s.key, start: s.start, size: s.size })
             .collect();
-        segments.sort_by_key(|s| s.start);
         let mut cursor = from;
         for segment in &segments {
             if segment.start != cursor {
