@@ -184,12 +184,14 @@ async fn main() {
         tempfile::tempdir_in(std::env::var("HOIST_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into())).expect("work dir");
     let file = work.path().join("source.bin");
     bench_support::write_source_file(&file, 512 * MIB);
-    let sink_rate = {
-        let sink = start_sink().await;
+    // Ceilings are the best of three runs: a ceiling depressed by noise would flatter Hoist.
+    let sink = start_sink().await;
+    let mut sink_rate: f64 = 0.0;
+    for _ in 0..3 {
         let started = Instant::now();
         sink.upload_from_file(&file, 512 * MIB, 8 * MIB).await;
-        (512 * MIB) as f64 / started.elapsed().as_secs_f64()
-    };
+        sink_rate = sink_rate.max((512 * MIB) as f64 / started.elapsed().as_secs_f64());
+    }
     let dd_rate = dd_fsync_rate(work.path());
     println!("ceilings: loopback sink {} | dd conv=fsync {}", fmt_rate(sink_rate), fmt_rate(dd_rate));
 
