@@ -103,23 +103,43 @@ async fn head_latency_under_load(store: &StoreUnderTest, file: &std::path::Path,
     let server = Server::start(&ServerConfig::for_store(store)).await;
     let client = Client::new(&server).await;
     let probe = client.create(10).await;
+    // Scenario 2's load, repeated until enough HEADs are measured: on a fast disk one round
+    // of it ends before a p99 means anything. Bounded by count and by time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
     for _ in 0..50 {
-        let (client, file) = (client.clone(), file.to_path_buf());
-        load.push(tokio::spawn(async move { client.upload_from_file(&file, 8 * MIB, MIB).await }));
+        let (client, file, stop) = (client.clone(), file.to_path_buf(), stop.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                client.upload_from_file(&file, 8 * MIB, MIB).await;
+            }
+        }));
     }
-    // 200 HEADs a second while scenario 2 runs, for at most 2,000 requests.
-    let mut latencies = Vec::new();
-    let mut ticker = tokio::time::interval(Duration::from_millis(5));
-    while latencies.len() < 2000 && load.iter().any(|t| !t.is_finished()) {
-        ticker.tick().await;
-        let started = Instant::now();
-        client.head(&probe).await;
-        latencies.push(started.elapsed());
-    }
+    // 200 HEADs a second while the load runs: 2,000 of them, or 30 seconds. The probe runs
+    // on a thread and runtime of its own, so the load generator's queue is not measured.
+    let prober = client.fresh();
+    let probing = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("probe runtime");
+        runtime.block_on(async move {
+            let mut latencies = Vec::new();
+            let mut ticker = tokio::time::interval(Duration::from_millis(5));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while latencies.len() < 2000 && Instant::now() < deadline {
+                ticker.tick().await;
+                let started = Instant::now();
+                prober.head(&probe).await;
+                latencies.push(started.elapsed());
+            }
+            latencies
+        })
+    });
+    let mut latencies =
+        tokio::task::spawn_blocking(move || probing.join().expect("probe thread")).await.expect("probe");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for task in load {
         task.await.expect("load");
     }
+    let server_share = client.server_head_share_within("0.005").await;
     let (rss, cpu) = server.stop();
     latencies.sort();
     let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
@@ -128,10 +148,11 @@ async fn head_latency_under_load(store: &StoreUnderTest, file: &std::path::Path,
         scenario: "5: HEAD while scenario 2 runs",
         store: store.label(),
         value: format!(
-            "p50 {:.2} ms, p99 {:.2} ms (n={})",
+            "p50 {:.2} ms, p99 {:.2} ms (n={}); server-side {:.1}% within 5 ms",
             pick(0.5).as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3,
-            latencies.len()
+            latencies.len(),
+            server_share * 100.0
         ),
         ceiling: "p99 target 5 ms".into(),
         ratio: format!("{:.2}", p99.as_secs_f64() * 1e3 / 5.0),

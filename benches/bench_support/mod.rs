@@ -163,6 +163,12 @@ impl Client {
         Client { http: reqwest::Client::new(), base: server.base.clone(), token: server.token(), sink: false }
     }
 
+    /// The same server and token over connections of its own: for a probe that runs on
+    /// another runtime than the load.
+    pub fn fresh(&self) -> Client {
+        Client { http: reqwest::Client::new(), base: self.base.clone(), token: self.token.clone(), sink: self.sink }
+    }
+
     pub async fn create(&self, length: u64) -> String {
         if self.sink {
             return format!("{}/sink", self.base);
@@ -205,6 +211,26 @@ impl Client {
         let response =
             self.http.head(url).bearer_auth(&self.token).header("Tus-Resumable", "1.0.0").send().await.expect("HEAD");
         assert_eq!(response.status(), 200);
+    }
+
+    /// The share of HEAD requests the server itself answered within `seconds`, from its
+    /// own latency histogram (`seconds` must be one of its bucket bounds).
+    pub async fn server_head_share_within(&self, seconds: &str) -> f64 {
+        let text =
+            self.http.get(format!("{}/metrics", self.base)).send().await.expect("metrics").text().await.expect("text");
+        let series = |suffix: &str| -> f64 {
+            text.lines()
+                .find(|l| {
+                    l.starts_with(&format!("hoist_http_request_duration_seconds_{suffix}"))
+                        && l.contains("method=\"HEAD\"")
+                        && l.contains("route=\"/files/{id}\"")
+                        && (suffix != "bucket" || l.contains(&format!("le=\"{seconds}\"")))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN)
+        };
+        series("bucket") / series("count")
     }
 
     /// One upload of `size` bytes in `chunk`-sized PATCHes, each body streamed from `file`.
