@@ -272,10 +272,17 @@ fn file_range(path: PathBuf, start: u64, len: u64) -> reqwest::Body {
 
 /// A loopback HTTP/1.1 server that reads and discards bodies: the throughput ceiling.
 pub async fn start_sink() -> Client {
+    start_sink_writing_to(None).await
+}
+
+/// The sink, but writing every body to a file in `dir` (512 KiB buffered writes, no fsync):
+/// what receiving plus the page-cache copy cost on their own, with no protocol work.
+pub async fn start_sink_writing_to(dir: Option<std::path::PathBuf>) -> Client {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("sink");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            let dir = dir.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut reader = BufReader::with_capacity(256 * 1024, read);
@@ -295,8 +302,12 @@ pub async fn start_sink() -> Client {
                             }
                         }
                     }
-                    let mut discard = (&mut reader).take(length);
-                    if tokio::io::copy(&mut discard, &mut tokio::io::sink()).await.is_err() {
+                    let mut body = (&mut reader).take(length);
+                    let copied = match &dir {
+                        None => tokio::io::copy(&mut body, &mut tokio::io::sink()).await.map(|_| ()),
+                        Some(dir) => copy_to_file(&mut body, &dir.join("sink.bin")).await,
+                    };
+                    if copied.is_err() {
                         return;
                     }
                     if write.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.is_err() {
@@ -307,6 +318,13 @@ pub async fn start_sink() -> Client {
         }
     });
     Client { http: reqwest::Client::new(), base, token: String::new(), sink: true }
+}
+
+async fn copy_to_file(body: &mut (impl tokio::io::AsyncRead + Unpin), path: &Path) -> std::io::Result<()> {
+    let file = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
+    let mut file = tokio::io::BufWriter::with_capacity(512 * 1024, file);
+    tokio::io::copy(body, &mut file).await?;
+    file.flush().await
 }
 
 pub fn write_source_file(path: &Path, size: u64) {
