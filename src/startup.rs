@@ -232,6 +232,11 @@ impl Application {
         self.state.shutting_down.store(true, Ordering::SeqCst);
         self.state.sessions.drain(Duration::from_secs(30)).await;
         self.sessions_arbiter.stop();
+        // Wait for the sessions' thread to finish: it owns database connections (sessions,
+        // the janitor), and a process that exits while a thread is still closing them can
+        // crash in the C libraries' exit handlers (seen once: SIGSEGV after SIGTERM).
+        let arbiter = self.sessions_arbiter;
+        let _ = tokio::task::spawn_blocking(move || arbiter.join()).await;
         slog::info!(self.state.log, "stopped");
         Ok(())
     }
