@@ -3,6 +3,7 @@
 
 use chrono::Utc;
 
+use crate::auth::Caller;
 use crate::db::models::{UploadRow, UploadState, CONCAT_FINAL, CONCAT_PARTIAL};
 use crate::db::uploads;
 use crate::domain::{Metadata, UploadId};
@@ -12,7 +13,6 @@ use crate::state::AppState;
 use crate::store::ObjectHeaders;
 
 pub struct NewUpload {
-    pub owner: String,
     /// None: deferred (`Upload-Defer-Length: 1`).
     pub length: Option<u64>,
     /// `Upload-Metadata` as the client sent it.
@@ -52,11 +52,14 @@ fn object_headers(raw_metadata: &str) -> ObjectHeaders {
 
 /// The row goes in first (without its multipart upload), so that the janitor never takes
 /// a multipart upload being created for an orphan: its key already belongs to an open row.
-pub async fn create_upload(state: &AppState, new: NewUpload) -> Result<UploadRow, ApiError> {
+/// Every new upload, whatever the protocol, comes through here: the caller's quotas are
+/// checked first.
+pub async fn create_upload(state: &AppState, caller: &Caller, new: NewUpload) -> Result<UploadRow, ApiError> {
+    crate::limits::admit_new_upload(state, caller, new.length).await?;
     let id = UploadId::new_random();
     let key = state.store.key_for(&id);
     let headers = object_headers(&new.metadata);
-    let mut row = blank_row(&id, key.clone(), new.owner, new.metadata);
+    let mut row = blank_row(&id, key.clone(), caller.subject.clone(), new.metadata);
     let lifetime = chrono::Duration::from_std(state.settings.upload_lifetime()).unwrap_or(chrono::Duration::days(1));
     if new.length == Some(0) {
         row.state = UploadState::Complete.as_str().to_owned();
@@ -89,7 +92,7 @@ pub async fn create_upload(state: &AppState, new: NewUpload) -> Result<UploadRow
 /// complete upload. The partials must be the caller's, partial, and complete.
 pub async fn concatenate(
     state: &AppState,
-    caller: &crate::auth::Caller,
+    caller: &Caller,
     parts: &[UploadId],
     metadata: &str,
 ) -> Result<UploadRow, ApiError> {

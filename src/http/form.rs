@@ -98,14 +98,8 @@ async fn store_field(
     if let Some(ct) = &content_type {
         pairs.push(("filetype".to_owned(), ct.clone().into_bytes()));
     }
-    crate::limits::admit_new_upload(state, caller, None).await?;
-    let new = NewUpload {
-        owner: caller.subject.clone(),
-        length: None,
-        metadata: Metadata::from_pairs(pairs).raw().to_owned(),
-        partial: false,
-    };
-    let row = create_upload(state, new).await?;
+    let new = NewUpload { length: None, metadata: Metadata::from_pairs(pairs).raw().to_owned(), partial: false };
+    let row = create_upload(state, caller, new).await?;
     let id = UploadId::parse(&row.id)?;
 
     let mut digest = Sha256::new();

@@ -113,15 +113,9 @@ async fn run(
         None
     };
 
-    crate::limits::admit_new_upload(state, caller, creation.length).await?;
     let partial = matches!(creation.concat, Some(UploadConcat::Partial));
-    let new = NewUpload {
-        owner: caller.subject.clone(),
-        length: creation.length,
-        metadata: creation.metadata.raw().to_owned(),
-        partial,
-    };
-    let row = create_upload(state, new).await?;
+    let new = NewUpload { length: creation.length, metadata: creation.metadata.raw().to_owned(), partial };
+    let row = create_upload(state, caller, new).await?;
     let id = UploadId::parse(&row.id)?;
 
     let row = match first_chunk {
