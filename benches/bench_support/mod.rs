@@ -1,12 +1,13 @@
 //! The benchmark's server process, client and ceilings.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 pub const MIB: u64 = 1024 * 1024;
@@ -66,6 +67,12 @@ pub struct Server {
     env: Vec<(String, String)>,
 }
 
+/// The server under test: this tree's release build, or `HOIST_BENCH_BIN` (another build of
+/// Hoist, for an A/B comparison in one run of the same client and ceilings).
+fn hoist_binary() -> String {
+    std::env::var("HOIST_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hoist").to_owned())
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port()
 }
@@ -94,7 +101,7 @@ impl Server {
             ("HOIST__LIMITS__MAX_OPEN_UPLOADS".to_owned(), "0".to_owned()),
         ];
         env.extend(config.env.iter().cloned());
-        let child = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        let child = Command::new(hoist_binary())
             .args(["--config-dir", "config", "serve", "--listen", &format!("127.0.0.1:{port}")])
             .envs(env.iter().cloned())
             .stdout(Stdio::null())
@@ -114,7 +121,7 @@ impl Server {
     }
 
     fn token(&self) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        let output = Command::new(hoist_binary())
             .args(["--config-dir", "config", "token", "--sub", "bench", "--ttl", "2h"])
             .envs(self.env.iter().cloned())
             .env("HOIST__SERVER__DATA_DIR", self.data_dir.path())
@@ -235,36 +242,34 @@ impl Client {
 
     /// One upload of `size` bytes in `chunk`-sized PATCHes, each body streamed from `file`.
     pub async fn upload_from_file(&self, file: &Path, size: u64, chunk: u64) {
+        let source = Arc::new(std::fs::File::open(file).expect("source file"));
         let url = self.create(size).await;
         let mut offset = 0;
         while offset < size {
             let len = chunk.min(size - offset);
-            self.patch(&url, offset, len, file_range(file.to_path_buf(), offset, len)).await;
+            self.patch(&url, offset, len, file_range(source.clone(), offset, len)).await;
             offset += len;
         }
     }
 }
 
-/// A streamed request body: `len` bytes of `path` from `start`, read 256 KiB at a time.
-fn file_range(path: PathBuf, start: u64, len: u64) -> reqwest::Body {
-    let stream = futures_util::stream::unfold((None::<tokio::fs::File>, len), move |(file, left)| {
-        let path = path.clone();
+/// A streamed request body: `len` bytes of `source` from `start`, read 256 KiB at a time.
+/// Positioned reads of the page-cached source, done inline: tokio::fs would cost the
+/// client two thread hops per read, which the 64 KiB scenario would count against the server.
+fn file_range(source: Arc<std::fs::File>, start: u64, len: u64) -> reqwest::Body {
+    use std::os::unix::fs::FileExt;
+    let stream = futures_util::stream::unfold(0u64, move |done| {
+        let source = source.clone();
         async move {
-            if left == 0 {
+            if done == len {
                 return None;
             }
-            let mut file = match file {
-                Some(f) => f,
-                None => {
-                    let mut f = tokio::fs::File::open(&path).await.ok()?;
-                    f.seek(std::io::SeekFrom::Start(start)).await.ok()?;
-                    f
-                }
-            };
-            let mut buf = vec![0u8; (256 * 1024).min(left as usize)];
-            file.read_exact(&mut buf).await.ok()?;
+            let mut buf = vec![0u8; (256 * 1024).min(len - done) as usize];
+            if let Err(err) = source.read_exact_at(&mut buf, start + done) {
+                return Some((Err(err), len));
+            }
             let n = buf.len() as u64;
-            Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (Some(file), left - n)))
+            Some((Ok::<_, std::io::Error>(Bytes::from(buf)), done + n))
         }
     });
     reqwest::Body::wrap_stream(stream)
@@ -342,15 +347,25 @@ pub fn write_source_file(path: &Path, size: u64) {
 /// `dd if=/dev/zero bs=8M count=64 conv=fsync` in `dir`, best of three: the disk's fsynced
 /// write rate.
 pub fn dd_fsync_rate(dir: &Path) -> f64 {
-    (0..3).map(|_| dd_fsync_once(dir)).filter(|rate| rate.is_finite()).fold(f64::NAN, f64::max)
+    (0..3)
+        .map(|_| dd_once(dir, &["bs=8M", "count=64", "conv=fsync"]))
+        .filter(|r| r.is_finite())
+        .fold(f64::NAN, f64::max)
 }
 
-fn dd_fsync_once(dir: &Path) -> f64 {
+/// `dd if=/dev/zero bs=64k count=1024 oflag=dsync`, best of three: 64 KiB appends each made
+/// durable before the next, the disk's own bound for scenario 3 with fsync on.
+pub fn dd_dsync_64k_rate(dir: &Path) -> f64 {
+    (0..3)
+        .map(|_| dd_once(dir, &["bs=64k", "count=1024", "oflag=dsync"]))
+        .filter(|r| r.is_finite())
+        .fold(f64::NAN, f64::max)
+}
+
+fn dd_once(dir: &Path, args: &[&str]) -> f64 {
     let target = dir.join("dd.bin");
-    let output = Command::new("dd")
-        .args(["if=/dev/zero", &format!("of={}", target.display()), "bs=8M", "count=64", "conv=fsync"])
-        .output()
-        .expect("dd");
+    let output =
+        Command::new("dd").arg("if=/dev/zero").arg(format!("of={}", target.display())).args(args).output().expect("dd");
     let _ = std::fs::remove_file(&target);
     let text = String::from_utf8_lossy(&output.stderr);
     // "536870912 bytes (537 MB, 512 MiB) copied, 1.234 s, 435 MB/s"
@@ -360,7 +375,13 @@ fn dd_fsync_once(dir: &Path) -> f64 {
         .and_then(|rest| rest.split(' ').next())
         .and_then(|s| s.replace(',', ".").parse().ok())
         .unwrap_or(f64::NAN);
-    (512 * MIB) as f64 / seconds
+    let bytes: f64 = text
+        .lines()
+        .find(|l| l.contains("copied"))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(f64::NAN);
+    bytes / seconds
 }
 
 pub fn fmt_rate(bytes_per_second: f64) -> String {
