@@ -11,7 +11,7 @@ use super::{AppendOutcome, AppendTarget, BodyEnd, BodyEvent, BodyReceiver, Store
 use crate::domain::{Checksum, Hasher};
 
 /// Bytes gathered before one write call on the blocking pool.
-const WRITE_BATCH: usize = 512 * 1024;
+const WRITE_BATCH: u64 = 512 * 1024;
 
 pub struct DiskStore {
     root: PathBuf,
@@ -25,6 +25,33 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
         .map_err(StoreError::Io)
+}
+
+/// Starts writing a just-written range to the device without waiting for it. The fsync
+/// that acknowledges the append then waits only for the tail of the body instead of
+/// flushing all of it after the last byte arrived: the disk works while the network does.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+    // SAFETY: a plain syscall on a descriptor `file` keeps open for the whole call; it
+    // reads no memory of ours. A failure only means the later fsync does all the work.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+
+impl StoreError {
+    /// A missing upload file is the upload's object gone, not an I/O failure.
+    fn not_found_as(self, key: &str) -> StoreError {
+        match self {
+            StoreError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => StoreError::NotFound(key.to_owned()),
+            other => other,
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -59,6 +86,10 @@ impl DiskStore {
         .await
     }
 
+    /// Streams the body into the upload's file. Each trip to the blocking pool does a whole
+    /// step: the first also opens the file, the last also verifies and makes the bytes
+    /// durable, so a small PATCH costs one trip instead of three (thread hand-offs, not the
+    /// I/O, dominated small appends in the profiles).
     pub async fn append(
         &self,
         target: &AppendTarget,
@@ -66,83 +97,56 @@ impl DiskStore {
         max_bytes: u64,
         checksum: Option<&Checksum>,
     ) -> Result<AppendOutcome, StoreError> {
-        let offset = target.offset;
-        let has_checksum = checksum.is_some();
-        let mut hasher: Option<Hasher> = checksum.map(|c| c.algorithm.hasher());
-        let path = self.path(&target.key);
+        let mut writer = FileAppend {
+            path: self.path(&target.key),
+            file: None,
+            offset: target.offset,
+            written: 0,
+            hasher: checksum.map(|c| c.algorithm.hasher()),
+            fsync: self.fsync,
+        };
         let not_found = target.key.clone();
-        let mut file = blocking(move || {
-            let mut file = OpenOptions::new().write(true).open(&path)?;
-            // Bytes past the committed offset were never acknowledged (a crash between
-            // write and commit): drop them before appending.
-            if file.metadata()?.len() != offset {
-                file.set_len(offset)?;
-            }
-            file.seek(SeekFrom::Start(offset))?;
-            Ok(file)
-        })
-        .await
-        .map_err(|e| match e {
-            StoreError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => StoreError::NotFound(not_found),
-            other => other,
-        })?;
-
-        let mut written: u64 = 0;
         let mut batch: Vec<Bytes> = Vec::new();
-        let mut batch_len: usize = 0;
+        let mut batch_len: u64 = 0;
+        let mut queued: u64 = 0;
         let end = loop {
-            let event = body.next().await;
-            let (chunk, end) = match event {
-                BodyEvent::Data(chunk) => (Some(chunk), None),
-                BodyEvent::End => (None, Some(BodyEnd::Complete)),
-                BodyEvent::Failed => (None, Some(BodyEnd::Interrupted)),
-            };
-            if let Some(chunk) = chunk {
-                if written + batch_len as u64 + chunk.len() as u64 > max_bytes {
-                    break BodyEnd::TooLarge;
-                }
-                batch_len += chunk.len();
-                batch.push(chunk);
-            }
-            if batch_len >= WRITE_BATCH || (end.is_some() && batch_len > 0) {
-                let pending = std::mem::take(&mut batch);
-                let mut h = hasher.take();
-                let (f, h) = blocking(move || {
-                    for chunk in &pending {
-                        file.write_all(chunk)?;
-                        if let Some(h) = h.as_mut() {
-                            h.update(chunk);
-                        }
+            let end = match body.next().await {
+                BodyEvent::Data(chunk) => {
+                    if queued + chunk.len() as u64 > max_bytes {
+                        break BodyEnd::TooLarge;
                     }
-                    Ok((file, h))
-                })
-                .await?;
-                file = f;
-                hasher = h;
-                written += batch_len as u64;
-                batch_len = 0;
-            }
+                    queued += chunk.len() as u64;
+                    batch_len += chunk.len() as u64;
+                    batch.push(chunk);
+                    None
+                }
+                BodyEvent::End => Some(BodyEnd::Complete),
+                BodyEvent::Failed => Some(BodyEnd::Interrupted),
+            };
             if let Some(end) = end {
                 break end;
             }
+            if batch_len >= WRITE_BATCH {
+                let pending = std::mem::take(&mut batch);
+                batch_len = 0;
+                writer = blocking(move || {
+                    writer.write(&pending)?;
+                    Ok(writer)
+                })
+                .await
+                .map_err(|e| e.not_found_as(&not_found))?;
+            }
         };
-
-        let end = super::checksum_verdict(end, checksum, hasher);
-        let fsync = self.fsync;
-        let written = blocking(move || {
-            if matches!(end, BodyEnd::TooLarge | BodyEnd::ChecksumMismatch)
-                || (end == BodyEnd::Interrupted && has_checksum)
-            {
-                // Nothing of a rejected chunk is kept.
-                file.set_len(offset)?;
-                return Ok(0);
+        // The rest of the body, the checksum verdict and the fsync: one more trip.
+        let checksum = checksum.cloned();
+        let (written, end) = blocking(move || {
+            if end != BodyEnd::TooLarge {
+                writer.write(&batch)?;
             }
-            if fsync {
-                file.sync_data()?;
-            }
-            Ok(written)
+            writer.finish(end, checksum.as_ref())
         })
-        .await?;
+        .await
+        .map_err(|e| e.not_found_as(&not_found))?;
         Ok(AppendOutcome { written, end, parts: Vec::new(), superseded: Vec::new() })
     }
 
@@ -179,5 +183,73 @@ impl DiskStore {
     pub async fn check(&self) -> Result<(), StoreError> {
         let root = self.root.clone();
         blocking(move || std::fs::metadata(&root).map(|_| ())).await
+    }
+}
+
+/// One append's file, moved between the session and the blocking pool.
+struct FileAppend {
+    path: PathBuf,
+    /// Opened by the first write (or by `finish` when no byte came).
+    file: Option<File>,
+    /// The committed offset the append starts at.
+    offset: u64,
+    written: u64,
+    hasher: Option<Hasher>,
+    fsync: bool,
+}
+
+impl FileAppend {
+    fn open(&mut self) -> std::io::Result<&mut File> {
+        if self.file.is_none() {
+            let mut file = OpenOptions::new().write(true).open(&self.path)?;
+            // Bytes past the committed offset were never acknowledged (a crash between
+            // write and commit): drop them before appending.
+            if file.metadata()?.len() != self.offset {
+                file.set_len(self.offset)?;
+            }
+            file.seek(SeekFrom::Start(self.offset))?;
+            self.file = Some(file);
+        }
+        self.file.as_mut().ok_or_else(|| std::io::Error::other("file not open"))
+    }
+
+    fn write(&mut self, chunks: &[Bytes]) -> std::io::Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let (start, fsync) = (self.offset + self.written, self.fsync);
+        let mut len: u64 = 0;
+        let file = self.open()?;
+        for chunk in chunks {
+            file.write_all(chunk)?;
+            len += chunk.len() as u64;
+        }
+        if fsync {
+            start_writeback(file, start, len);
+        }
+        if let Some(hasher) = self.hasher.as_mut() {
+            chunks.iter().for_each(|chunk| hasher.update(chunk));
+        }
+        self.written += len;
+        Ok(())
+    }
+
+    /// Verifies the checksum, drops a rejected chunk, and makes the rest durable. Returns the
+    /// bytes to commit and how the body ended.
+    fn finish(mut self, end: BodyEnd, checksum: Option<&Checksum>) -> std::io::Result<(u64, BodyEnd)> {
+        let has_checksum = checksum.is_some();
+        let end = super::checksum_verdict(end, checksum, self.hasher.take());
+        let (offset, written, fsync) = (self.offset, self.written, self.fsync);
+        let file = self.open()?;
+        if matches!(end, BodyEnd::TooLarge | BodyEnd::ChecksumMismatch) || (end == BodyEnd::Interrupted && has_checksum)
+        {
+            // Nothing of a rejected chunk is kept.
+            file.set_len(offset)?;
+            return Ok((0, end));
+        }
+        if fsync && written > 0 {
+            file.sync_data()?;
+        }
+        Ok((written, end))
     }
 }
