@@ -38,7 +38,7 @@ impl AppState {
         }
         self.metrics.cache_misses.inc();
         let key = id.to_string();
-        let row = self.repo.read(move |conn| uploads::find(conn, &key)).await?.ok_or(ApiError::NotFound)?;
+        let row = self.repo.read_by_key(move |conn| uploads::find(conn, &key)).await?.ok_or(ApiError::NotFound)?;
         Ok(self.cache.put_if_settled(row))
     }
 
