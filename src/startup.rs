@@ -24,7 +24,7 @@ use crate::http::{browser, limits, routes};
 use crate::limits::RateLimits;
 use crate::listener::{InterimIo, InterimSender};
 use crate::metrics::Metrics;
-use crate::session::{run_janitor_loop, SessionRegistry, SweepPolicy};
+use crate::session::{run_janitor_loop, sessions_runtime, SessionRegistry, SweepPolicy};
 use crate::state::AppState;
 use crate::store::{DiskStore, S3Store, Store, StoreBackend};
 use crate::telemetry;
@@ -79,7 +79,9 @@ impl Application {
         let cache = UploadCache::new(settings.cache.capacity, Duration::from_secs(settings.cache.ttl_secs));
         // Sessions live on their own arbiter: when the HTTP workers stop and cut bodies,
         // the sessions still commit what arrived.
-        let sessions_arbiter = Arbiter::new();
+        let io_nice = settings.server.io_nice;
+        let sessions_arbiter =
+            Arbiter::try_with_tokio_rt(move || sessions_runtime(io_nice)).context("starting the sessions' thread")?;
         let sessions = SessionRegistry::new(
             settings.clone(),
             repo.clone(),

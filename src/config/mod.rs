@@ -63,6 +63,9 @@ pub struct ServerSettings {
     /// cluster-internal port). Unset: on `listen`.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Nice value (0–19) of the threads that write, fsync and commit upload bytes, so that
+    /// request handling keeps its latency under bulk load. 0: the default priority.
+    pub io_nice: u8,
     pub tls: TlsSettings,
 }
 

@@ -5,7 +5,9 @@ mod append;
 mod janitor;
 mod job;
 mod registry;
+mod runtime;
 
 pub use append::AppendSpec;
 pub use janitor::{abort_orphans, run_janitor_loop, sweep_once, SweepPolicy, SweepReport};
 pub use registry::{SessionDeps, SessionRegistry, Submitted};
+pub use runtime::{sessions_runtime, IO_THREAD_NAME};

@@ -1,10 +1,11 @@
+use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::Utc;
 use reqwest::Method;
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{bytes, error_code, spawn_app, spawn_app_with, Backend, TestApp};
+use crate::helpers::{bytes, error_code, spawn_app, spawn_app_with, test_settings, Backend, TestApp, TestClient};
 use crate::on_every_backend;
 use hoist::db::models::{UploadRow, UploadState};
 use hoist::db::uploads::{self, LeaseOutcome, Progress};
@@ -157,3 +158,40 @@ async fn two_writers_cannot_both_advance_one_upload(backend: Backend) {
     assert_eq!(response.status(), 423);
 }
 on_every_backend!(two_writers_cannot_both_advance_one_upload);
+
+/// (thread name, nice value) of every thread of process `pid`.
+fn thread_priorities(pid: u32) -> Vec<(String, i64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        // "tid (name) state ppid ..." where the name may hold spaces: split at the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let name = head.split_once('(').map(|(_, name)| name.to_owned()).unwrap_or_default();
+        // After the name: state is field 3, nice is field 19.
+        let nice = rest.split_whitespace().nth(16).and_then(|v| v.parse().ok()).unwrap_or(i64::MIN);
+        threads.push((name, nice));
+    }
+    threads
+}
+
+#[actix_rt::test]
+async fn the_threads_that_write_bodies_yield_to_request_handling() {
+    let (settings, _data_dir, _pg) = test_settings(Backend::Sqlite).await;
+    let port = crate::binary::free_port();
+    let server =
+        crate::binary::Server::start_with(&settings, port, &[("HOIST__SERVER__IO_NICE", "7")], Stdio::null()).await;
+    let app = TestClient::new(port, &settings);
+    let url = app.create_upload(6).await;
+    assert_eq!(app.patch(&url, 0, b"abc").await.status(), 204);
+    assert_eq!(app.patch(&url, 3, b"def").await.status(), 204);
+
+    // The server inherits this process's priority; only its I/O threads may differ from it.
+    let own = thread_priorities(std::process::id()).first().map(|(_, nice)| *nice).unwrap_or(0);
+    let threads = thread_priorities(server.pid());
+    let io: Vec<_> = threads.iter().filter(|(name, _)| name == hoist::session::IO_THREAD_NAME).collect();
+    assert!(!io.is_empty(), "the PATCHes ran on I/O threads: {threads:?}");
+    assert!(io.iter().all(|(_, nice)| *nice == own.max(7)), "every I/O thread at the configured nice: {threads:?}");
+    let others: Vec<_> = threads.iter().filter(|(name, _)| name != hoist::session::IO_THREAD_NAME).collect();
+    assert!(others.iter().all(|(_, nice)| *nice == own), "request handling keeps its priority: {threads:?}");
+    assert_eq!(app.download_bytes(&url).await, b"abcdef");
+}
