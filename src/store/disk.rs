@@ -200,17 +200,20 @@ struct FileAppend {
 
 impl FileAppend {
     fn open(&mut self) -> std::io::Result<&mut File> {
-        if self.file.is_none() {
-            let mut file = OpenOptions::new().write(true).open(&self.path)?;
-            // Bytes past the committed offset were never acknowledged (a crash between
-            // write and commit): drop them before appending.
-            if file.metadata()?.len() != self.offset {
-                file.set_len(self.offset)?;
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => {
+                let mut file = OpenOptions::new().write(true).open(&self.path)?;
+                // Bytes past the committed offset were never acknowledged (a crash between
+                // write and commit): drop them before appending.
+                if file.metadata()?.len() != self.offset {
+                    file.set_len(self.offset)?;
+                }
+                file.seek(SeekFrom::Start(self.offset))?;
+                file
             }
-            file.seek(SeekFrom::Start(self.offset))?;
-            self.file = Some(file);
-        }
-        self.file.as_mut().ok_or_else(|| std::io::Error::other("file not open"))
+        };
+        Ok(self.file.insert(file))
     }
 
     fn write(&mut self, chunks: &[Bytes]) -> std::io::Result<()> {
