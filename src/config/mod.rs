@@ -66,6 +66,9 @@ pub struct ServerSettings {
     /// Nice value (0–19) of the threads that write, fsync and commit upload bytes, so that
     /// request handling keeps its latency under bulk load. 0: the default priority.
     pub io_nice: u8,
+    /// Request-body bytes (MiB) all uploads together may hold in memory before Hoist stops
+    /// reading their sockets until the writers catch up.
+    pub body_buffer_mib: u64,
     pub tls: TlsSettings,
 }
 

@@ -12,7 +12,7 @@ use crate::domain::UploadId;
 use crate::error::ApiError;
 use crate::session::AppendSpec;
 use crate::state::AppState;
-use crate::store::{BodyEvent, BodySender};
+use crate::store::BodySender;
 
 /// Hands the body to the session once it has the upload's lock, and waits for the
 /// commit. If this future is dropped (the client went away, the server is shutting
@@ -49,15 +49,15 @@ where
 {
     loop {
         let wait_until = deadline.min(Instant::now() + idle);
-        let event = match tokio::time::timeout_at(wait_until, payload.next()).await {
-            Ok(Some(Ok(chunk))) => BodyEvent::Data(chunk),
-            Ok(None) => BodyEvent::End,
+        match tokio::time::timeout_at(wait_until, payload.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                if tx.send_data(chunk).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => return tx.end(true).await,
             // A broken connection, a stalled body or one over its time: the writer keeps what it has.
-            Ok(Some(Err(_))) | Err(_) => BodyEvent::Failed,
-        };
-        let last = !matches!(event, BodyEvent::Data(_));
-        if tx.send(event).await.is_err() || last {
-            return;
+            Ok(Some(Err(_))) | Err(_) => return tx.end(false).await,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::db::Repo;
 use crate::domain::UploadId;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::store::{body_channel, BodySender, Store};
+use crate::store::{body_channel, BodyBudget, BodySender, Store};
 
 /// What every session needs; shared by all of them.
 pub struct SessionDeps {
@@ -27,6 +27,8 @@ pub struct SessionDeps {
     pub node_id: String,
     pub in_flight: InFlight,
     pub metrics: Arc<Metrics>,
+    /// Request-body bytes all uploads together may hold in memory.
+    pub body_budget: Arc<BodyBudget>,
     sessions: Mutex<HashMap<UploadId, Addr<UploadSession>>>,
 }
 
@@ -91,6 +93,7 @@ impl SessionRegistry {
         arbiter: ArbiterHandle,
     ) -> Self {
         let node_id = settings.node_id();
+        let body_budget = BodyBudget::new(settings.server.body_buffer_mib.saturating_mul(1024 * 1024));
         let deps = Arc::new(SessionDeps {
             settings,
             repo,
@@ -98,6 +101,7 @@ impl SessionRegistry {
             cache,
             metrics,
             node_id,
+            body_budget,
             in_flight: InFlight::default(),
             sessions: Mutex::new(HashMap::new()),
         });
@@ -136,7 +140,7 @@ impl SessionRegistry {
     /// stream the body), or 423 if another request keeps the upload busy past the wait.
     pub async fn append(&self, id: &UploadId, spec: AppendSpec) -> Result<Submitted, ApiError> {
         self.submit(id, || {
-            let (tx, rx) = body_channel(BODY_PIPE_DEPTH);
+            let (tx, rx) = body_channel(BODY_PIPE_DEPTH, self.deps.body_budget.clone());
             (JobKind::Append(AppendRequest { spec: spec.clone(), body: rx }), Some(tx))
         })
         .await

@@ -5,9 +5,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-
-use super::{AppendOutcome, AppendTarget, BodyEnd, BodyEvent, BodyReceiver, StoreError};
+use super::body::BodyChunk;
+use super::{AppendOutcome, AppendTarget, BodyEnd, BodyEvent, BodyReceiver, Next, StoreError};
 use crate::domain::{Checksum, Hasher};
 
 /// Bytes gathered before one write call on the blocking pool.
@@ -106,27 +105,27 @@ impl DiskStore {
             fsync: self.fsync,
         };
         let not_found = target.key.clone();
-        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batch: Vec<BodyChunk> = Vec::new();
         let mut batch_len: u64 = 0;
         let mut queued: u64 = 0;
         let end = loop {
-            let end = match body.next().await {
-                BodyEvent::Data(chunk) => {
+            let event = if batch.is_empty() { Next::Event(body.next().await) } else { body.next_or_store().await };
+            let store_now = match event {
+                Next::Event(BodyEvent::Data(chunk)) => {
                     if queued + chunk.len() as u64 > max_bytes {
                         break BodyEnd::TooLarge;
                     }
                     queued += chunk.len() as u64;
                     batch_len += chunk.len() as u64;
                     batch.push(chunk);
-                    None
+                    batch_len >= WRITE_BATCH
                 }
-                BodyEvent::End => Some(BodyEnd::Complete),
-                BodyEvent::Failed => Some(BodyEnd::Interrupted),
+                Next::Event(BodyEvent::End) => break BodyEnd::Complete,
+                Next::Event(BodyEvent::Failed) => break BodyEnd::Interrupted,
+                // Other bodies wait for the memory this batch holds.
+                Next::StoreNow => true,
             };
-            if let Some(end) = end {
-                break end;
-            }
-            if batch_len >= WRITE_BATCH {
+            if store_now {
                 let pending = std::mem::take(&mut batch);
                 batch_len = 0;
                 writer = blocking(move || {
@@ -216,7 +215,7 @@ impl FileAppend {
         Ok(self.file.insert(file))
     }
 
-    fn write(&mut self, chunks: &[Bytes]) -> std::io::Result<()> {
+    fn write(&mut self, chunks: &[BodyChunk]) -> std::io::Result<()> {
         if chunks.is_empty() {
             return Ok(());
         }

@@ -79,6 +79,32 @@ async fn a_client_that_disconnects_mid_body_keeps_what_arrived(backend: Backend)
 }
 on_every_backend!(a_client_that_disconnects_mid_body_keeps_what_arrived);
 
+/// The memory budget for bodies binds across uploads: sixteen 1 MiB PATCHes at once against
+/// a 1 MiB budget. Each writer must store its partial batch when other bodies wait for
+/// room; if it waited for a full batch instead, every request would wait for ever.
+async fn many_bodies_over_a_small_memory_budget_all_arrive_whole(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.server.body_buffer_mib = 1).await;
+    let uploads = 16;
+    let mut urls = Vec::new();
+    for _ in 0..uploads {
+        urls.push(app.create_upload(1 << 20).await);
+    }
+    let patches = urls.iter().enumerate().map(|(i, url)| {
+        let request = app.patch_request(url, 0, bytes(1 << 20, i as u8));
+        async move { request.send().await.expect("PATCH").status() }
+    });
+    let statuses = tokio::time::timeout(Duration::from_secs(60), futures_util::future::join_all(patches))
+        .await
+        .expect("every PATCH finishes");
+    assert!(statuses.iter().all(|s| *s == 204), "{statuses:?}");
+    for (i, url) in urls.iter().enumerate() {
+        assert!(app.download_bytes(url).await == bytes(1 << 20, i as u8), "upload {i} arrived whole");
+    }
+    // Every chunk gave its share back once stored.
+    assert_eq!(app.state.sessions.deps().body_budget.held(), 0);
+}
+on_every_backend!(many_bodies_over_a_small_memory_budget_all_arrive_whole);
+
 async fn an_idle_session_stops_and_is_rebuilt_from_the_database(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.uploads.session_idle_secs = 1).await;
     let url = app.create_upload(6).await;
