@@ -32,7 +32,8 @@ pub fn begin(
         let existing: Option<Row> = k::idempotency_keys
             .find((scope, key))
             .select((k::fingerprint, k::status, k::response_headers, k::response_body, k::expires_at))
-            .first(conn)
+            // By primary key: no `LIMIT ?` (see `uploads::find`).
+            .get_result(conn)
             .optional()?;
         match existing {
             Some((_, _, _, _, expires)) if expires <= now() => {

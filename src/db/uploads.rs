@@ -18,8 +18,14 @@ pub fn insert(conn: &mut DbConnection, row: &UploadRow) -> Result<(), DbError> {
     Ok(())
 }
 
+/// The upload with this id.
+///
+/// `get_result`, not `first`: a primary key matches one row at most, and `first` adds a bound
+/// `LIMIT ?` that makes SQLite re-compile the cached statement on every call (a LIMIT bound
+/// to a parameter marks it as depending on the bound value): 4.6 % of the server's CPU in
+/// the 64 KiB PATCH profile.
 pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<UploadRow>, DbError> {
-    Ok(u::uploads.find(id).select(UploadRow::as_select()).first(conn).optional()?)
+    Ok(u::uploads.find(id).select(UploadRow::as_select()).get_result(conn).optional()?)
 }
 
 pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> Result<Vec<UploadRow>, DbError> {
