@@ -10,8 +10,8 @@ mod bench_support;
 use std::time::{Duration, Instant};
 
 use bench_support::{
-    dd_dsync_64k_rate, dd_fsync_rate, fmt_rate, start_sink, start_sink_writing_to, Client, Server, ServerConfig,
-    StoreUnderTest, MIB,
+    dd_dsync_64k_rate, dd_dsync_8m_rate, dd_fsync_rate, fmt_rate, start_sink, start_sink_writing_to, Client, Server,
+    ServerConfig, StoreUnderTest, MIB,
 };
 
 struct Row {
@@ -35,6 +35,9 @@ struct Ceilings {
     sink_64k: f64,
     /// `dd oflag=dsync` in 64 KiB writes: one durable small append after another.
     dd_dsync_64k: f64,
+    /// `dd oflag=dsync` in 8 MiB writes: scenario 1's durability (each PATCH durable before
+    /// the next), for reference beside the target's conv=fsync.
+    dd_dsync_8m: f64,
 }
 
 async fn throughput_scenarios(
@@ -71,6 +74,9 @@ async fn throughput_scenarios(
             let small = if store.fsync { ceilings.dd_dsync_64k.min(ceilings.sink_64k) } else { ceilings.sink_64k };
             let small_name = if store.fsync { "dd 64k dsync" } else { "sink, 64 KiB requests" };
             (s1_rate, format!("scenario 1; {small_name} {}: ratio {:.2}", fmt_rate(small), rate / small))
+        } else if store.fsync && name.starts_with('1') {
+            let reference = ceilings.dd_dsync_8m;
+            (ceiling, format!("{ceiling_name}; dd 8M dsync {}: ratio {:.2}", fmt_rate(reference), rate / reference))
         } else {
             (ceiling, ceiling_name.to_owned())
         };
@@ -250,6 +256,7 @@ async fn main() {
     }
     let dd_rate = dd_fsync_rate(work.path());
     let dd_dsync_64k = dd_dsync_64k_rate(work.path());
+    let dd_dsync_8m = dd_dsync_8m_rate(work.path());
     // Not a ceiling the targets use: the same sink writing bodies to a file, to show what
     // receiving plus the page-cache copy cost before any protocol work.
     let writing_sink = start_sink_writing_to(Some(work.path().to_path_buf())).await;
@@ -262,14 +269,15 @@ async fn main() {
     }
     println!(
         "ceilings: loopback sink {} | dd conv=fsync {} | sink, 64 KiB requests {} | dd 64k dsync {} \
-         | (for reference: sink writing to a file {})",
+         | (for reference: sink writing to a file {}; dd 8M dsync {})",
         fmt_rate(sink_rate),
         fmt_rate(dd_rate),
         fmt_rate(sink_64k),
         fmt_rate(dd_dsync_64k),
-        fmt_rate(writing_sink_rate)
+        fmt_rate(writing_sink_rate),
+        fmt_rate(dd_dsync_8m)
     );
-    let ceilings = Ceilings { sink: sink_rate, dd: dd_rate, sink_64k, dd_dsync_64k };
+    let ceilings = Ceilings { sink: sink_rate, dd: dd_rate, sink_64k, dd_dsync_64k, dd_dsync_8m };
 
     let mut stores = vec![
         StoreUnderTest { kind: "disk", fsync: true, s3_endpoint: None },

@@ -353,6 +353,15 @@ pub fn dd_fsync_rate(dir: &Path) -> f64 {
         .fold(f64::NAN, f64::max)
 }
 
+/// `dd if=/dev/zero bs=8M count=64 oflag=dsync`, best of three: each 8 MiB write durable
+/// before the next, as scenario 1's PATCHes are (conv=fsync syncs once, at the end).
+pub fn dd_dsync_8m_rate(dir: &Path) -> f64 {
+    (0..3)
+        .map(|_| dd_once(dir, &["bs=8M", "count=64", "oflag=dsync"]))
+        .filter(|r| r.is_finite())
+        .fold(f64::NAN, f64::max)
+}
+
 /// `dd if=/dev/zero bs=64k count=1024 oflag=dsync`, best of three: 64 KiB appends each made
 /// durable before the next, the disk's own bound for scenario 3 with fsync on.
 pub fn dd_dsync_64k_rate(dir: &Path) -> f64 {
