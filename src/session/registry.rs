@@ -93,7 +93,8 @@ impl SessionRegistry {
         arbiter: ArbiterHandle,
     ) -> Self {
         let node_id = settings.node_id();
-        let body_budget = BodyBudget::new(settings.server.body_buffer_mib.saturating_mul(1024 * 1024));
+        // At least 1 MiB: a smaller budget would let a single chunk hold up every other upload.
+        let body_budget = BodyBudget::new(settings.server.body_buffer_mib.max(1).saturating_mul(1024 * 1024));
         let deps = Arc::new(SessionDeps {
             settings,
             repo,
