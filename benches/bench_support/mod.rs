@@ -344,31 +344,12 @@ pub fn write_source_file(path: &Path, size: u64) {
     file.get_ref().sync_all().expect("sync source");
 }
 
-/// `dd if=/dev/zero bs=8M count=64 conv=fsync` in `dir`, best of three: the disk's fsynced
-/// write rate.
-pub fn dd_fsync_rate(dir: &Path) -> f64 {
-    (0..3)
-        .map(|_| dd_once(dir, &["bs=8M", "count=64", "conv=fsync"]))
-        .filter(|r| r.is_finite())
-        .fold(f64::NAN, f64::max)
-}
-
-/// `dd if=/dev/zero bs=8M count=64 oflag=dsync`, best of three: each 8 MiB write durable
-/// before the next, as scenario 1's PATCHes are (conv=fsync syncs once, at the end).
-pub fn dd_dsync_8m_rate(dir: &Path) -> f64 {
-    (0..3)
-        .map(|_| dd_once(dir, &["bs=8M", "count=64", "oflag=dsync"]))
-        .filter(|r| r.is_finite())
-        .fold(f64::NAN, f64::max)
-}
-
-/// `dd if=/dev/zero bs=64k count=1024 oflag=dsync`, best of three: 64 KiB appends each made
-/// durable before the next, the disk's own bound for scenario 3 with fsync on.
-pub fn dd_dsync_64k_rate(dir: &Path) -> f64 {
-    (0..3)
-        .map(|_| dd_once(dir, &["bs=64k", "count=1024", "oflag=dsync"]))
-        .filter(|r| r.is_finite())
-        .fold(f64::NAN, f64::max)
+/// `dd if=/dev/zero of=dir/dd.bin <args>`, best of three runs, in bytes a second. The
+/// ceilings: `bs=8M count=64 conv=fsync` (the disk's fsynced write rate), `bs=8M count=64
+/// oflag=dsync` (each 8 MiB durable before the next, as scenario 1's PATCHes are) and
+/// `bs=64k count=1024 oflag=dsync` (scenario 3's durable small appends).
+pub fn dd_rate(dir: &Path, args: &[&str]) -> f64 {
+    (0..3).map(|_| dd_once(dir, args)).filter(|r| r.is_finite()).fold(f64::NAN, f64::max)
 }
 
 fn dd_once(dir: &Path, args: &[&str]) -> f64 {
