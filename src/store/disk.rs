@@ -5,8 +5,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::body::BodyChunk;
-use super::{AppendOutcome, AppendTarget, BodyEnd, BodyEvent, BodyReceiver, Next, StoreError};
+use super::body::{BodyChunk, Next};
+use super::{AppendOutcome, AppendTarget, BodyEnd, BodyEvent, BodyReceiver, StoreError};
 use crate::domain::{Checksum, Hasher};
 
 /// Bytes gathered before one write call on the blocking pool.
