@@ -15,10 +15,11 @@ pub fn init(settings: &SentrySettings, profile: &str) -> anyhow::Result<Option<s
         return Ok(None);
     }
     // Checked here so that a typo stops the start instead of silently sending nothing.
-    let _: sentry::types::Dsn = settings.dsn.parse().map_err(|e| anyhow::anyhow!("sentry.dsn is not a DSN: {e}"))?;
+    let _: sentry::types::Dsn =
+        settings.dsn.expose().parse().map_err(|e| anyhow::anyhow!("sentry.dsn is not a DSN: {e}"))?;
     let environment = if settings.environment.is_empty() { profile.to_owned() } else { settings.environment.clone() };
     let options = sentry::ClientOptions::new()
-        .dsn(&settings.dsn)
+        .dsn(settings.dsn.expose())
         .maybe_release(sentry::release_name!())
         .environment(environment)
         .sample_rate(settings.sample_rate)

@@ -248,7 +248,7 @@ impl Application {
 fn download_signing_key(settings: &Settings, keys: &JwtKeys) -> anyhow::Result<Vec<u8>> {
     let downloads = &settings.downloads;
     if !downloads.signing_key.is_empty() {
-        return Ok(downloads.signing_key.as_bytes().to_vec());
+        return Ok(downloads.signing_key.expose().as_bytes().to_vec());
     }
     if !downloads.signing_key_file.is_empty() {
         let raw = std::fs::read_to_string(&downloads.signing_key_file)

@@ -39,7 +39,7 @@ impl JwtKeys {
         let auth = &settings.auth;
         let template = claim_rules(auth);
         let mut generated = None;
-        let mut secret = secret_or_file(&auth.jwt_secret, &auth.jwt_secret_file, "auth.jwt_secret_file")?;
+        let mut secret = secret_or_file(auth.jwt_secret.expose(), &auth.jwt_secret_file, "auth.jwt_secret_file")?;
         let public_pem = secret_or_file(&auth.public_key, &auth.public_key_file, "auth.public_key_file")?;
         let jwks = match auth.jwks_file.as_str() {
             "" => None,

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
-mod redacted;
+mod secret;
+
+pub use secret::Secret;
 
 const EMBEDDED_DEFAULTS: &str = include_str!("../../config/default.toml");
 
@@ -90,12 +92,11 @@ impl TlsSettings {
     }
 }
 
-// Debug by hand below: secrets are redacted.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `postgres://…` or a SQLite path (`sqlite://path` or a plain path). Empty: `{data_dir}/hoist.db`.
-    pub url: String,
+    pub url: Secret,
     /// Connections for writes (sessions, creations, idempotency keys).
     pub pool_size: u32,
     /// Connections for the lookups behind HEAD and request checks, kept apart so that they
@@ -119,8 +120,7 @@ pub enum StoreKind {
     S3,
 }
 
-// Debug by hand below: secrets are redacted.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3StoreSettings {
     pub bucket: String,
@@ -132,7 +132,7 @@ pub struct S3StoreSettings {
     pub prefix: String,
     /// Empty: the standard AWS credential chain (AWS_ACCESS_KEY_ID…, profiles, IRSA).
     pub access_key_id: String,
-    pub secret_access_key: String,
+    pub secret_access_key: Secret,
     /// The part size (at least 8 MiB); larger when an upload would need over 10,000 parts.
     pub preferred_part_size: u64,
     /// Where parts are assembled before `UploadPart`. Empty: the system temp directory.
@@ -203,23 +203,21 @@ pub struct CorsSettings {
     pub max_age_secs: usize,
 }
 
-// Debug by hand below: secrets are redacted.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DownloadSettings {
     /// How long a signed download URL (S3 presigned or Hoist's own) stays valid.
     pub url_ttl_secs: u64,
     /// HMAC key for the disk store's signed URLs. Empty: derived from the JWT secret.
-    pub signing_key: String,
+    pub signing_key: Secret,
     pub signing_key_file: String,
 }
 
-// Debug by hand below: secrets are redacted.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// HS256 shared secret. Set it through `HOIST__AUTH__JWT_SECRET`, never in a committed file.
-    pub jwt_secret: String,
+    pub jwt_secret: Secret,
     /// Path to a file holding the HS256 secret (Kubernetes/Vault secret mounts).
     pub jwt_secret_file: String,
     /// PEM public key (RSA for RS256/PS256, P-256/P-384 for ES256/ES384, or Ed25519).
@@ -237,12 +235,11 @@ pub struct AuthSettings {
 }
 
 /// Error tracking. An empty DSN sends nothing.
-// Debug by hand below: secrets are redacted.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SentrySettings {
     /// `HOIST__SENTRY__DSN`.
-    pub dsn: String,
+    pub dsn: Secret,
     /// Empty: the profile (`production`, …).
     pub environment: String,
     /// Share of error events sent, 0.0 to 1.0.
@@ -313,7 +310,7 @@ impl Settings {
         if self.database.url.is_empty() {
             self.server.data_dir.join("hoist.db").display().to_string()
         } else {
-            self.database.url.clone()
+            self.database.url.expose().to_owned()
         }
     }
 

@@ -34,7 +34,7 @@ pub fn hoist_command(settings: &Settings) -> Command {
             .env("HOIST__STORE__S3__REGION", "us-east-1")
             .env("HOIST__STORE__S3__PATH_STYLE", "true")
             .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
-            .env("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key);
+            .env("AWS_SECRET_ACCESS_KEY", s3.secret_access_key.expose());
     }
     command
 }

@@ -99,7 +99,7 @@ async fn the_compose_settings_start_a_ready_hoist() {
         ("HOIST__STORE__S3__ENDPOINT", s3.endpoint.clone()),
         ("HOIST__STORE__S3__BUCKET", s3.bucket.clone()),
         ("AWS_ACCESS_KEY_ID", s3.access_key_id.clone()),
-        ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key.expose().to_owned()),
         ("HOIST__SERVER__LISTEN", format!("127.0.0.1:{port}")),
         ("HOIST__SERVER__METRICS_LISTEN", format!("127.0.0.1:{metrics_port}")),
         ("HOIST__STORE__S3__SPOOL_DIR", data_dir.path().join("spool").display().to_string()),

@@ -138,9 +138,9 @@ pub async fn test_settings(backend: Backend) -> (Settings, tempfile::TempDir, Op
     let mut settings = Settings::load(Path::new("config"), "test").expect("config/test.toml loads");
     let data_dir = tempfile::tempdir().expect("temp dir");
     settings.server.data_dir = data_dir.path().to_path_buf();
-    settings.auth.jwt_secret = TEST_SECRET.to_owned();
+    settings.auth.jwt_secret = TEST_SECRET.into();
     let pg = (backend != Backend::Sqlite).then(PgTestDb::create);
-    settings.database.url = pg.as_ref().map(|db| db.url.clone()).unwrap_or_default();
+    settings.database.url = pg.as_ref().map(|db| db.url.clone()).unwrap_or_default().into();
     if backend == Backend::S3 {
         let s3 = &mut settings.store.s3;
         settings.store.kind = hoist::config::StoreKind::S3;
@@ -148,7 +148,7 @@ pub async fn test_settings(backend: Backend) -> (Settings, tempfile::TempDir, Op
         s3.bucket = format!("hoist-test-{}", uuid::Uuid::new_v4().simple());
         s3.path_style = true;
         s3.access_key_id = "test".to_owned();
-        s3.secret_access_key = "test".to_owned();
+        s3.secret_access_key = "test".into();
         let client = s3_client(&settings).await;
         client.create_bucket().bucket(&settings.store.s3.bucket).send().await.unwrap_or_else(|e| {
             panic!("the S3 emulator at {} is required (scripts/test starts it): {e:?}", s3_endpoint())

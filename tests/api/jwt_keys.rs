@@ -36,8 +36,8 @@ fn key_pair(dir: &Path, name: &str, kind: &str) -> (PathBuf, PathBuf) {
 
 async fn spawn_verifying_with(tweak: impl FnOnce(&mut hoist::config::Settings)) -> TestApp {
     spawn_app_with(Backend::Sqlite, |settings| {
-        settings.auth.jwt_secret = String::new();
-        settings.downloads.signing_key = "download-signing-key-for-tests-0123456789".to_owned();
+        settings.auth.jwt_secret = Default::default();
+        settings.downloads.signing_key = "download-signing-key-for-tests-0123456789".into();
         tweak(settings);
     })
     .await
@@ -213,7 +213,7 @@ async fn a_public_key_only_server_needs_a_download_signing_key() {
     let dir = tempfile::tempdir().unwrap();
     let (_, public) = key_pair(dir.path(), "rsa", "rsa");
     let (mut settings, _data_dir, _pg) = test_settings(Backend::Sqlite).await;
-    settings.auth.jwt_secret = String::new();
+    settings.auth.jwt_secret = Default::default();
     settings.auth.public_key_file = public.to_str().unwrap().to_owned();
     let log = hoist::telemetry::build_logger(&settings.log).unwrap();
     let error = match hoist::startup::Application::build(settings, log).await {

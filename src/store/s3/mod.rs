@@ -94,7 +94,7 @@ impl S3Store {
         if !settings.access_key_id.is_empty() {
             builder = builder.credentials_provider(Credentials::new(
                 &settings.access_key_id,
-                &settings.secret_access_key,
+                settings.secret_access_key.expose(),
                 None,
                 None,
                 "hoist-config",
