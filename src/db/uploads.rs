@@ -91,6 +91,7 @@ pub fn release_lease(conn: &mut DbConnection, id: &str, token: i64) -> Result<()
 }
 
 /// What a successful write changes.
+#[derive(Debug, Clone)]
 pub struct Progress {
     pub from_offset: u64,
     pub to_offset: u64,

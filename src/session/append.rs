@@ -7,9 +7,10 @@ use chrono::{NaiveDateTime, Utc};
 use super::registry::SessionDeps;
 use crate::db::models::{UploadRow, UploadState};
 use crate::db::uploads::{self, LeaseOutcome, Progress};
+use crate::db::DbError;
 use crate::domain::{Checksum, UploadId};
 use crate::error::ApiError;
-use crate::store::{AppendTarget, BodyEnd, BodyReceiver, UploadedPart};
+use crate::store::{AppendOutcome, AppendTarget, BodyEnd, BodyReceiver, UploadedPart};
 
 /// The lease this node holds on an upload, with its fencing token.
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +126,62 @@ fn too_large(allowed: u64) -> ApiError {
     }
 }
 
+/// What the upload looked like when the append was admitted: the facts its outcome is
+/// judged against.
+#[derive(Debug, Clone)]
+struct Admitted {
+    offset: u64,
+    /// The length once known (declared at creation or by this request).
+    length: Option<u64>,
+    allowed: u64,
+    had_length: bool,
+    was_open: bool,
+    has_checksum: bool,
+    lease_ttl_secs: u64,
+}
+
+/// What an append's outcome asks of the database.
+enum Plan {
+    /// Nothing of the body is kept: answer this.
+    Reject(ApiError),
+    /// No byte came and nothing else changes: answer with the row as it was.
+    Unchanged,
+    Commit(Progress),
+}
+
+fn plan(admitted: &Admitted, outcome: &AppendOutcome) -> Plan {
+    match outcome.end {
+        BodyEnd::TooLarge => return Plan::Reject(too_large(admitted.allowed)),
+        BodyEnd::ChecksumMismatch => return Plan::Reject(ApiError::ChecksumMismatch),
+        BodyEnd::Interrupted if admitted.has_checksum => {
+            return Plan::Reject(ApiError::bad_request(
+                "body_incomplete",
+                "the body ended early; a checksummed chunk is kept whole or not at all",
+            ))
+        }
+        BodyEnd::Interrupted | BodyEnd::Complete => {}
+    }
+    let to_offset = admitted.offset + outcome.written;
+    let complete = admitted.length.is_some_and(|l| l == to_offset);
+    let declares = !admitted.had_length && admitted.length.is_some();
+    if outcome.written == 0 && !declares && !(complete && admitted.was_open) {
+        return Plan::Unchanged;
+    }
+    // The lease runs from the commit, not from the start of a body that may have taken minutes.
+    let ttl = chrono::Duration::seconds(i64::try_from(admitted.lease_ttl_secs).unwrap_or(60));
+    Plan::Commit(Progress {
+        from_offset: admitted.offset,
+        to_offset,
+        declare_length: if declares { admitted.length } else { None },
+        complete,
+        lease_until: (Utc::now() + ttl).naive_utc(),
+        new_parts: outcome.parts.iter().map(|p| (p.number, p.size, p.etag.clone())).collect(),
+    })
+}
+
+/// The plan, and the commit's result when it asked for one.
+type Settled = (Plan, Option<Result<Option<UploadRow>, DbError>>);
+
 /// Returns the lease to keep (None if lost) and the outcome.
 pub async fn run_append(
     deps: &SessionDeps,
@@ -148,6 +205,15 @@ pub async fn run_append(
         part_size: row.part_size.and_then(|p| u64::try_from(p).ok()),
         multipart_id: row.multipart_id.clone(),
     };
+    let admitted = Admitted {
+        offset,
+        length,
+        allowed,
+        had_length: row.length().is_some(),
+        was_open: row.state() == UploadState::Open,
+        has_checksum: request.spec.checksum.is_some(),
+        lease_ttl_secs: deps.settings.uploads.lease_ttl_secs,
+    };
 
     // Keep the lease alive while a long body streams in.
     let renew_every = Duration::from_secs((deps.settings.uploads.lease_ttl_secs / 3).max(1));
@@ -158,64 +224,55 @@ pub async fn run_append(
             let _ = deps.repo.run(move |conn| uploads::renew_lease(conn, &key, lease.token, until)).await;
         }
     };
+    // Where the store has a blocking step of its own (disk), the commit runs there, right
+    // after the fsync. A completed disk upload needs no `finish` call (nothing to assemble).
+    let commit_on_store_thread = {
+        let (admitted, repo, key) = (admitted.clone(), deps.repo.clone(), id.to_string());
+        move |outcome: &AppendOutcome| -> Settled {
+            let plan = plan(&admitted, outcome);
+            let committed = match &plan {
+                Plan::Commit(progress) => {
+                    Some(repo.run_blocking(|conn| uploads::commit_progress(conn, &key, lease.token, progress)))
+                }
+                Plan::Reject(_) | Plan::Unchanged => None,
+            };
+            (plan, committed)
+        }
+    };
     let checksum = request.spec.checksum.as_ref();
-    let append = deps.store.append(&target, &mut request.body, allowed, checksum);
-    let outcome = tokio::select! {
-        outcome = append => outcome,
+    let append = deps.store.append(&target, &mut request.body, allowed, checksum, commit_on_store_thread);
+    let appended = tokio::select! {
+        appended = append => appended,
         () = renew => unreachable!("the renewal loop never ends"),
     };
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
+    let (outcome, settled) = match appended {
+        Ok(appended) => appended,
         Err(err) => return (Some(lease), Err(err.into())),
     };
-    match outcome.end {
-        BodyEnd::TooLarge => return (Some(lease), Err(too_large(allowed))),
-        BodyEnd::ChecksumMismatch => return (Some(lease), Err(ApiError::ChecksumMismatch)),
-        BodyEnd::Interrupted if checksum.is_some() => {
-            let err = ApiError::bad_request(
-                "body_incomplete",
-                "the body ended early; a checksummed chunk is kept whole or not at all",
-            );
-            return (Some(lease), Err(err));
-        }
-        BodyEnd::Interrupted | BodyEnd::Complete => {}
-    }
-
-    let to_offset = offset + outcome.written;
-    let complete = length.is_some_and(|l| l == to_offset);
-    let declares = row.length().is_none() && length.is_some();
-    if outcome.written == 0 && !declares && !(complete && row.state() == UploadState::Open) {
-        return (Some(lease), Ok(row));
-    }
-    if complete {
-        // Completion uses the recorded parts (plus this write's), never a listing.
-        if let Err(err) = finish(deps, id, &target, &outcome.parts).await {
-            return (Some(lease), Err(err));
-        }
-    }
-    let until = lease_deadline(deps);
-    let progress = Progress {
-        from_offset: offset,
-        to_offset,
-        declare_length: if declares { length } else { None },
-        complete,
-        lease_until: until,
-        new_parts: outcome.parts.iter().map(|p| (p.number, p.size, p.etag.clone())).collect(),
+    let (plan, committed) = match settled {
+        Some(settled) => settled,
+        None => match commit_after_append(deps, id, &target, &admitted, &outcome, lease.token).await {
+            Ok(settled) => settled,
+            Err(err) => return (Some(lease), Err(err)),
+        },
     };
-    let key = id.to_string();
-    let committed = deps.repo.run(move |conn| uploads::commit_progress(conn, &key, lease.token, &progress)).await;
+    let progress = match plan {
+        Plan::Reject(err) => return (Some(lease), Err(err)),
+        Plan::Unchanged => return (Some(lease), Ok(row)),
+        Plan::Commit(progress) => progress,
+    };
     match committed {
-        Ok(Some(row)) => {
+        Some(Ok(Some(row))) => {
             deps.cache.put_from_session(row.clone());
             deps.metrics.bytes_received.inc_by(outcome.written);
             deps.metrics.patch_body_bytes.observe(outcome.written as f64);
-            if complete {
+            if progress.complete {
                 deps.metrics.uploads_completed.inc();
             }
             deps.store.forget(outcome.superseded).await;
-            (Some(Lease { token: lease.token, until }), Ok(row))
+            (Some(Lease { token: lease.token, until: progress.lease_until }), Ok(row))
         }
-        Ok(None) => {
+        Some(Ok(None)) => {
             // Fenced out, terminated or expired meanwhile: nothing was acknowledged.
             deps.cache.invalidate(id.as_str());
             let key = id.to_string();
@@ -231,6 +288,28 @@ pub async fn run_append(
             (None, Err(err))
         }
         // The bytes are on disk but not acknowledged; the next append truncates them.
-        Err(err) => (Some(lease), Err(err.into())),
+        Some(Err(err)) => (Some(lease), Err(err.into())),
+        None => (Some(lease), Err(ApiError::Internal("a planned commit did not run".into()))),
     }
+}
+
+/// The commit when the store returned without running it (S3): a completed upload is
+/// assembled first (CompleteMultipartUpload with the recorded parts), then the offset moves.
+async fn commit_after_append(
+    deps: &SessionDeps,
+    id: &UploadId,
+    target: &AppendTarget,
+    admitted: &Admitted,
+    outcome: &AppendOutcome,
+    token: i64,
+) -> Result<Settled, ApiError> {
+    let plan = plan(admitted, outcome);
+    let Plan::Commit(progress) = plan else { return Ok((plan, None)) };
+    if progress.complete {
+        // Completion uses the recorded parts (plus this write's), never a listing.
+        finish(deps, id, target, &outcome.parts).await?;
+    }
+    let (key, moved) = (id.to_string(), progress.clone());
+    let committed = deps.repo.run(move |conn| uploads::commit_progress(conn, &key, token, &moved)).await;
+    Ok((Plan::Commit(progress), Some(committed)))
 }
