@@ -106,12 +106,20 @@ pub struct Progress {
 /// Advances the offset by compare-and-set: the row must still be open, at `from_offset`,
 /// and leased under `token`; the new parts are recorded in the same transaction. Returns
 /// the new row, or None if any of those changed.
+///
+/// With no part to record (every disk append, most S3 ones) the one UPDATE is atomic on its
+/// own and needs no transaction around it: that saves the BEGIN and COMMIT statements, which
+/// SQLite parses afresh each time (7 % of the server's CPU in the 64 KiB PATCH profile) and
+/// PostgreSQL answers with two more round trips.
 pub fn commit_progress(
     conn: &mut DbConnection,
     id: &str,
     token: i64,
     progress: &Progress,
 ) -> Result<Option<UploadRow>, DbError> {
+    if progress.new_parts.is_empty() {
+        return advance(conn, id, token, progress);
+    }
     conn.transaction(|conn| {
         let Some(row) = advance(conn, id, token, progress)? else { return Ok(None) };
         for (number, size, etag) in &progress.new_parts {
