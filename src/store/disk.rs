@@ -2,7 +2,7 @@
 //! small batch buffer on the blocking pool and are fsynced before they are acknowledged.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::body::{BodyChunk, Next};
@@ -194,6 +194,23 @@ impl DiskStore {
     }
 }
 
+/// Writes every chunk with as few `writev` calls as the kernel allows (one for a whole batch,
+/// usually): the HTTP layer hands bodies over in pieces of up to 32 KiB, and a `write` per
+/// piece cost a syscall each (two per 64 KiB PATCH, sixteen per 512 KiB batch).
+fn write_all_vectored(file: &mut File, chunks: &[BodyChunk]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|chunk| IoSlice::new(chunk)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "the file took no more bytes")),
+            Ok(written) => IoSlice::advance_slices(&mut rest, written),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
 /// One append's file, moved between the session and the blocking pool.
 struct FileAppend {
     path: PathBuf,
@@ -229,12 +246,9 @@ impl FileAppend {
             return Ok(());
         }
         let (start, fsync) = (self.offset + self.written, self.fsync);
-        let mut len: u64 = 0;
+        let len: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
         let file = self.open()?;
-        for chunk in chunks {
-            file.write_all(chunk)?;
-            len += chunk.len() as u64;
-        }
+        write_all_vectored(file, chunks)?;
         if fsync {
             start_writeback(file, start, len);
         }
@@ -262,5 +276,39 @@ impl FileAppend {
             file.sync_data()?;
         }
         Ok((written, end))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::store::{body_channel, BodyBudget};
+
+    #[tokio::test]
+    async fn a_batch_of_chunks_lands_in_the_file_whole_and_in_order() {
+        // Uneven sizes, empty pieces among them, and more pieces than one writev takes
+        // (IOV_MAX is 1024 on Linux), so the loop must resume mid-batch: what lands must be
+        // the body, byte for byte.
+        let sizes: Vec<usize> = (0..1500).map(|i| (i * 7919) % 3000).collect();
+        let (tx, mut rx) = body_channel(sizes.len(), BodyBudget::new(64 * 1024 * 1024));
+        let mut expected = Vec::new();
+        for (i, size) in sizes.iter().enumerate() {
+            let piece: Vec<u8> = (0..*size).map(|j| (i * 31 + j) as u8).collect();
+            expected.extend_from_slice(&piece);
+            tx.send_data(Bytes::from(piece)).await.expect("pipe open");
+        }
+        let mut chunks = Vec::new();
+        for _ in &sizes {
+            let BodyEvent::Data(chunk) = rx.next().await else { panic!("expected data") };
+            chunks.push(chunk);
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("upload");
+        let mut file = File::create(&path).expect("create");
+        write_all_vectored(&mut file, &chunks).expect("write");
+        drop(file);
+        assert_eq!(std::fs::read(&path).expect("read back"), expected);
     }
 }
