@@ -97,7 +97,8 @@ impl TlsSettings {
 pub struct DatabaseSettings {
     /// `postgres://…` or a SQLite path (`sqlite://path` or a plain path). Empty: `{data_dir}/hoist.db`.
     pub url: Secret,
-    /// Connections for writes (sessions, creations, idempotency keys).
+    /// Connections for writes (sessions, creations, idempotency keys). PostgreSQL only:
+    /// SQLite always gets one, since it takes one writer at a time.
     pub pool_size: u32,
     /// Connections for the lookups behind HEAD and request checks, kept apart so that they
     /// never wait behind writers.
