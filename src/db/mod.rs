@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod connection;
+mod group_commit;
 pub mod idempotency;
 pub mod models;
 pub mod reconcile;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use connection::{Backend, DbConnection};
+pub use group_commit::{CommitRequest, CommitResult};
 
 use diesel::r2d2::Pool;
 
@@ -66,6 +68,7 @@ pub struct Repo {
     backend: Backend,
     /// For checkouts r2d2 does not report (`try_get` fires no event).
     metrics: Option<Arc<Metrics>>,
+    group_commit: Arc<group_commit::GroupCommit>,
 }
 
 impl Repo {
@@ -101,7 +104,7 @@ impl Repo {
             .test_on_check_out(false)
             .event_handler(Box::new(PoolEvents { pool: "read", metrics: metrics.clone() }))
             .build(ConnectionManager::new(url, fsync)?)?;
-        Ok(Repo { pool, read_pool, backend, metrics })
+        Ok(Repo { pool, read_pool, backend, metrics, group_commit: Arc::default() })
     }
 
     /// (pool, connections in use, idle connections) for the metrics.
@@ -169,6 +172,21 @@ impl Repo {
         })
         .await
         .map_err(|e| DbError::Unavailable(format!("database task: {e}")))?
+    }
+
+    /// Commits an append's new offset, in one transaction with the others committing at the
+    /// same moment (group commit: one durable commit for all of them). Blocks: call it on a
+    /// blocking thread.
+    pub fn commit_progress_blocking(&self, request: CommitRequest) -> CommitResult {
+        self.group_commit.commit(self, request)
+    }
+
+    /// [`Repo::commit_progress_blocking`] on the blocking pool.
+    pub async fn commit_progress(&self, request: CommitRequest) -> CommitResult {
+        let repo = self.clone();
+        tokio::task::spawn_blocking(move || repo.commit_progress_blocking(request))
+            .await
+            .map_err(|e| DbError::Unavailable(format!("database task: {e}")))?
     }
 
     /// Runs `query` synchronously (CLI commands, tests).

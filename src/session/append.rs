@@ -7,7 +7,7 @@ use chrono::{NaiveDateTime, Utc};
 use super::registry::SessionDeps;
 use crate::db::models::{UploadRow, UploadState};
 use crate::db::uploads::{self, LeaseOutcome, Progress};
-use crate::db::DbError;
+use crate::db::{CommitRequest, DbError};
 use crate::domain::{Checksum, UploadId};
 use crate::error::ApiError;
 use crate::store::{AppendOutcome, AppendTarget, BodyEnd, BodyReceiver, UploadedPart};
@@ -231,9 +231,11 @@ pub async fn run_append(
         move |outcome: &AppendOutcome| -> Settled {
             let plan = plan(&admitted, outcome);
             let committed = match &plan {
-                Plan::Commit(progress) => {
-                    Some(repo.run_blocking(|conn| uploads::commit_progress(conn, &key, lease.token, progress)))
-                }
+                Plan::Commit(progress) => Some(repo.commit_progress_blocking(CommitRequest {
+                    key,
+                    token: lease.token,
+                    progress: progress.clone(),
+                })),
                 Plan::Reject(_) | Plan::Unchanged => None,
             };
             (plan, committed)
@@ -309,7 +311,7 @@ async fn commit_after_append(
         // Completion uses the recorded parts (plus this write's), never a listing.
         finish(deps, id, target, &outcome.parts).await?;
     }
-    let (key, moved) = (id.to_string(), progress.clone());
-    let committed = deps.repo.run(move |conn| uploads::commit_progress(conn, &key, token, &moved)).await;
+    let request = CommitRequest { key: id.to_string(), token, progress: progress.clone() };
+    let committed = deps.repo.commit_progress(request).await;
     Ok((Plan::Commit(progress), Some(committed)))
 }
