@@ -7,7 +7,7 @@ use chrono::{NaiveDateTime, Utc};
 use super::registry::SessionDeps;
 use crate::db::models::{UploadRow, UploadState};
 use crate::db::uploads::{self, LeaseOutcome, Progress};
-use crate::db::{CommitRequest, DbError};
+use crate::db::{CommitRequest, CommitResult};
 use crate::domain::{Checksum, UploadId};
 use crate::error::ApiError;
 use crate::store::{AppendOutcome, AppendTarget, BodyEnd, BodyReceiver, UploadedPart};
@@ -179,8 +179,12 @@ fn plan(admitted: &Admitted, outcome: &AppendOutcome) -> Plan {
     })
 }
 
-/// The plan, and the commit's result when it asked for one.
-type Settled = (Plan, Option<Result<Option<UploadRow>, DbError>>);
+/// An append's outcome once the database has seen it.
+enum Settled {
+    Reject(ApiError),
+    Unchanged,
+    Committed { progress: Progress, result: Box<CommitResult> },
+}
 
 /// Returns the lease to keep (None if lost) and the outcome.
 pub async fn run_append(
@@ -229,16 +233,14 @@ pub async fn run_append(
     let commit_on_store_thread = {
         let (admitted, repo, key) = (admitted.clone(), deps.repo.clone(), id.to_string());
         move |outcome: &AppendOutcome| -> Settled {
-            let plan = plan(&admitted, outcome);
-            let committed = match &plan {
-                Plan::Commit(progress) => Some(repo.commit_progress_blocking(CommitRequest {
-                    key,
-                    token: lease.token,
-                    progress: progress.clone(),
-                })),
-                Plan::Reject(_) | Plan::Unchanged => None,
-            };
-            (plan, committed)
+            match plan(&admitted, outcome) {
+                Plan::Reject(err) => Settled::Reject(err),
+                Plan::Unchanged => Settled::Unchanged,
+                Plan::Commit(progress) => {
+                    let request = CommitRequest { key, token: lease.token, progress: progress.clone() };
+                    Settled::Committed { result: Box::new(repo.commit_progress_blocking(request)), progress }
+                }
+            }
         }
     };
     let checksum = request.spec.checksum.as_ref();
@@ -251,20 +253,20 @@ pub async fn run_append(
         Ok(appended) => appended,
         Err(err) => return (Some(lease), Err(err.into())),
     };
-    let (plan, committed) = match settled {
+    let settled = match settled {
         Some(settled) => settled,
         None => match commit_after_append(deps, id, &target, &admitted, &outcome, lease.token).await {
             Ok(settled) => settled,
             Err(err) => return (Some(lease), Err(err)),
         },
     };
-    let progress = match plan {
-        Plan::Reject(err) => return (Some(lease), Err(err)),
-        Plan::Unchanged => return (Some(lease), Ok(row)),
-        Plan::Commit(progress) => progress,
+    let (progress, committed) = match settled {
+        Settled::Reject(err) => return (Some(lease), Err(err)),
+        Settled::Unchanged => return (Some(lease), Ok(row)),
+        Settled::Committed { progress, result } => (progress, *result),
     };
     match committed {
-        Some(Ok(Some(row))) => {
+        Ok(Some(row)) => {
             deps.cache.put_from_session(row.clone());
             deps.metrics.bytes_received.inc_by(outcome.written);
             deps.metrics.patch_body_bytes.observe(outcome.written as f64);
@@ -274,7 +276,7 @@ pub async fn run_append(
             deps.store.forget(outcome.superseded).await;
             (Some(Lease { token: lease.token, until: progress.lease_until }), Ok(row))
         }
-        Some(Ok(None)) => {
+        Ok(None) => {
             // Fenced out, terminated or expired meanwhile: nothing was acknowledged.
             deps.cache.invalidate(id.as_str());
             let key = id.to_string();
@@ -290,8 +292,7 @@ pub async fn run_append(
             (None, Err(err))
         }
         // The bytes are on disk but not acknowledged; the next append truncates them.
-        Some(Err(err)) => (Some(lease), Err(err.into())),
-        None => (Some(lease), Err(ApiError::Internal("a planned commit did not run".into()))),
+        Err(err) => (Some(lease), Err(err.into())),
     }
 }
 
@@ -305,13 +306,15 @@ async fn commit_after_append(
     outcome: &AppendOutcome,
     token: i64,
 ) -> Result<Settled, ApiError> {
-    let plan = plan(admitted, outcome);
-    let Plan::Commit(progress) = plan else { return Ok((plan, None)) };
+    let progress = match plan(admitted, outcome) {
+        Plan::Reject(err) => return Ok(Settled::Reject(err)),
+        Plan::Unchanged => return Ok(Settled::Unchanged),
+        Plan::Commit(progress) => progress,
+    };
     if progress.complete {
         // Completion uses the recorded parts (plus this write's), never a listing.
         finish(deps, id, target, &outcome.parts).await?;
     }
     let request = CommitRequest { key: id.to_string(), token, progress: progress.clone() };
-    let committed = deps.repo.commit_progress(request).await;
-    Ok((Plan::Commit(progress), Some(committed)))
+    Ok(Settled::Committed { result: Box::new(deps.repo.commit_progress(request).await), progress })
 }
