@@ -60,6 +60,16 @@ pub fn postgres_base_url() -> String {
     std::env::var("HOIST_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
+/// The URL of database `name` on the test server, without TLS.
+///
+/// libpq's default (`sslmode=prefer`) negotiates TLS with a server that has it on, so every
+/// test connection ran OpenSSL; OpenSSL's clean-up at process exit then raced connection
+/// pools still closing in other threads, and the test process could crash with SIGSEGV after
+/// every test had passed (seen once in a CI run). Loopback tests gain nothing from TLS.
+pub fn postgres_url(name: &str) -> String {
+    format!("{}/{name}?sslmode=disable", postgres_base_url())
+}
+
 /// A PostgreSQL database of its own for one test. An unreachable server fails the test.
 pub struct PgTestDb {
     pub name: String,
@@ -70,16 +80,16 @@ impl PgTestDb {
     pub fn create() -> PgTestDb {
         let name = format!("hoist_test_{}", uuid::Uuid::new_v4().simple());
         let base = postgres_base_url();
-        let mut admin = PgConnection::establish(&format!("{base}/postgres"))
+        let mut admin = PgConnection::establish(&postgres_url("postgres"))
             .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for the tests: {e}"));
         diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).expect("create test database");
-        PgTestDb { url: format!("{base}/{name}"), name }
+        PgTestDb { url: postgres_url(&name), name }
     }
 }
 
 impl Drop for PgTestDb {
     fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&format!("{}/postgres", postgres_base_url())) {
+        if let Ok(mut admin) = PgConnection::establish(&postgres_url("postgres")) {
             let _ =
                 diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin);
         }

@@ -10,7 +10,7 @@ use hoist::config::Settings;
 use reqwest::Method;
 
 use crate::binary::{free_port, hoist_command, Server};
-use crate::helpers::{bytes, postgres_base_url, test_settings, Backend, TestClient};
+use crate::helpers::{bytes, postgres_url, test_settings, Backend, TestClient};
 
 const MIB: usize = 1024 * 1024;
 
@@ -22,8 +22,9 @@ fn pg_dump(settings: &Settings, file: &Path) {
 /// Replaces the test database with the dump, as a point-in-time restore would.
 fn pg_restore(settings: &Settings, file: &Path) {
     let url = settings.database_url();
-    let name = url.rsplit('/').next().unwrap().to_owned();
-    let mut admin = PgConnection::establish(&format!("{}/postgres", postgres_base_url())).unwrap();
+    // The last path segment, without the query (`?sslmode=disable`).
+    let name = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    let mut admin = PgConnection::establish(&postgres_url("postgres")).unwrap();
     diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)")).execute(&mut admin).unwrap();
     diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).unwrap();
     let status = Command::new("pg_restore").args(["--no-owner", "-d"]).arg(&url).arg(file).status().unwrap();
