@@ -28,6 +28,7 @@ pub struct Metrics {
     pub store_duration: HistogramVec,
     pub db_pool_wait: HistogramVec,
     pub db_pool_timeouts: IntCounterVec,
+    pub db_commit_group_size: Histogram,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -101,6 +102,14 @@ impl Metrics {
             &["pool"],
         )?;
         registry.register(Box::new(db_pool_timeouts.clone()))?;
+        let db_commit_group_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "hoist_db_commit_group_size",
+                "Appends whose offsets one database transaction committed (group commit)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+        )?;
+        registry.register(Box::new(db_commit_group_size.clone()))?;
         Ok(Metrics {
             bytes_received: counter(&registry, "hoist_upload_bytes_received_total", "Upload bytes made durable")?,
             uploads_created: counter(&registry, "hoist_uploads_created_total", "Uploads created")?,
@@ -127,6 +136,7 @@ impl Metrics {
             store_duration,
             db_pool_wait,
             db_pool_timeouts,
+            db_commit_group_size,
         })
     }
 
@@ -155,6 +165,8 @@ impl Metrics {
             &self.store_duration,
             &self.db_pool_wait,
             &self.db_pool_timeouts,
+            &self.db_commit_group_size,
+            &self.body_buffer_bytes,
         ];
         let mut names: Vec<String> =
             collectors.iter().flat_map(|c| c.desc()).map(|desc| desc.fq_name.clone()).collect();

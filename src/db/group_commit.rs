@@ -60,6 +60,9 @@ impl GroupCommit {
                 queue.leader_active = true;
                 let group = std::mem::take(&mut queue.waiting);
                 drop(queue);
+                if let Some(metrics) = &repo.metrics {
+                    metrics.db_commit_group_size.observe(group.len() as f64);
+                }
                 let mut leading = Leading { group: self, armed: true };
                 let results = commit_group(repo, group);
                 leading.armed = false;

@@ -147,6 +147,8 @@ async fn metrics_count_requests_bytes_and_uploads(backend: Backend) {
     assert_eq!(value("hoist_live_sessions"), 1.0);
     assert!(value("hoist_cache_hits_total") >= 1.0, "HEAD after PATCH is served by the session's cache entry");
     assert!(text.contains("hoist_db_pool_connections{pool=\"read\",state=\"idle\"}"));
+    // Each committed append is counted in exactly one commit group.
+    assert_eq!(value("hoist_db_commit_group_size_sum"), 2.0);
     let store = app.state.store.backend_name();
     let ops = |op: &str| {
         value(&format!("hoist_store_operations_total{{backend=\"{store}\",operation=\"{op}\",outcome=\"ok\"}}"))
