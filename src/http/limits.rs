@@ -51,7 +51,7 @@ pub async fn rate_limit(
     }
     if let Some(bytes) = &limits.body_bytes {
         if has_body(&req) {
-            if let Decision::Denied { standing, retry_after } = bytes.check_positive(&key) {
+            if let Decision::Denied { standing, retry_after } = bytes.check_room(&key) {
                 state.metrics.rate_limited.with_label_values(&["body_bytes"]).inc();
                 let error =
                     too_many("rate_limited", "request body byte rate exceeded; slow down", standing, retry_after);

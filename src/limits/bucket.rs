@@ -69,13 +69,20 @@ impl KeyedBuckets {
         })
     }
 
-    /// Whether the bucket holds anything now (a body may start), without taking from it.
-    pub fn check_positive(&self, key: &str) -> Decision {
+    /// Whether a new body may start: the bucket holds at least a chunk's worth of tokens
+    /// (64 KiB, or a quarter of the burst if that is less), checked without taking any.
+    ///
+    /// Not merely "more than zero": a body being paced at the limit brings the bucket back to
+    /// zero after each chunk and then refills it for as long as the next chunk takes to come,
+    /// so a bucket that was being drained still held a few hundred bytes at odd moments, and
+    /// a second body could slip in beside the first one (seen as a flaky API test).
+    pub fn check_room(&self, key: &str) -> Decision {
+        let floor = (64.0 * 1024.0_f64).min(self.burst / 4.0).max(1.0);
         self.with_level(key, |level| {
-            if level.tokens > 0.0 {
+            if level.tokens >= floor {
                 Decision::Allowed(self.standing(level))
             } else {
-                let retry_after = Duration::from_secs_f64((1.0 - level.tokens) / self.per_second);
+                let retry_after = Duration::from_secs_f64((floor - level.tokens) / self.per_second);
                 Decision::Denied { standing: self.standing(level), retry_after: retry_after.max(MIN_RETRY) }
             }
         })
@@ -147,6 +154,22 @@ mod tests {
         assert_eq!(buckets.take_paced("alice", 1000), Duration::ZERO);
         let wait = buckets.take_paced("alice", 500);
         assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");
-        assert!(matches!(buckets.check_positive("alice"), Decision::Denied { .. }));
+        assert!(matches!(buckets.check_room("alice"), Decision::Denied { .. }));
+    }
+
+    #[test]
+    fn a_new_body_waits_for_a_chunks_worth_not_for_any_refill_at_all() {
+        // 256 KiB/s with a 1 MiB burst: the floor is 64 KiB, a quarter of a second's refill.
+        let buckets = KeyedBuckets::new(256 * 1024, 1024 * 1024, 100);
+        assert!(matches!(buckets.check_room("alice"), Decision::Allowed(_)));
+        let wait = buckets.take_paced("alice", 1024 * 1024 + 4096);
+        std::thread::sleep(wait + Duration::from_millis(10));
+        // Paid back, and a few KiB refilled since: more than zero, less than a chunk's worth.
+        match buckets.check_room("alice") {
+            Decision::Denied { retry_after, .. } => assert!(retry_after >= MIN_RETRY, "{retry_after:?}"),
+            allowed => panic!("a body started on a nearly empty bucket: {allowed:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(matches!(buckets.check_room("alice"), Decision::Allowed(_)));
     }
 }

@@ -75,7 +75,11 @@ async fn request_bodies_are_paced_to_the_byte_rate_and_arrive_whole() {
     assert!(elapsed >= Duration::from_millis(2500), "1 MiB took only {elapsed:?}");
     assert_eq!(app.download_bytes(&url).await, body);
 
-    // The bucket is in debt right after: a new body is refused until it refills.
+    // A new body starts once the bucket holds a chunk's worth again (64 KiB: a quarter of a
+    // second at this rate)...
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...and while that body is being paced, the bucket hovers near empty: a second body is
+    // refused until it refills.
     let url = app.create_upload(rate * 4).await;
     let first = app.patch_request(&url, 0, bytes(rate as usize * 2, 1)).send();
     let (first, second) = tokio::join!(first, async {
