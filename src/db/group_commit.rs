@@ -96,9 +96,9 @@ impl Drop for Leading<'_> {
 /// One transaction for the whole group; if it fails, each request alone, so that one
 /// request's failure is not every other's.
 fn commit_group(repo: &Repo, group: Vec<(u64, CommitRequest)>) -> Vec<(u64, CommitResult)> {
-    if let [(ticket, request)] = &group[..] {
-        let result = repo.run_blocking(|conn| commit_progress(conn, &request.key, request.token, &request.progress));
-        return vec![(*ticket, result)];
+    let alone = |(ticket, request): &(u64, CommitRequest)| (*ticket, commit_alone(repo, request));
+    if group.len() == 1 {
+        return group.iter().map(alone).collect();
     }
     let together = repo.run_blocking(|conn| {
         conn.transaction(|conn| {
@@ -110,15 +110,12 @@ fn commit_group(repo: &Repo, group: Vec<(u64, CommitRequest)>) -> Vec<(u64, Comm
     });
     match together {
         Ok(rows) => group.iter().map(|(ticket, _)| *ticket).zip(rows.into_iter().map(Ok)).collect(),
-        Err(_) => group
-            .iter()
-            .map(|(ticket, request)| {
-                let result =
-                    repo.run_blocking(|conn| commit_progress(conn, &request.key, request.token, &request.progress));
-                (*ticket, result)
-            })
-            .collect(),
+        Err(_) => group.iter().map(alone).collect(),
     }
+}
+
+fn commit_alone(repo: &Repo, request: &CommitRequest) -> CommitResult {
+    repo.run_blocking(|conn| commit_progress(conn, &request.key, request.token, &request.progress))
 }
 
 #[cfg(test)]
