@@ -127,12 +127,7 @@ impl Repo {
         F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
-            query(&mut conn).map_err(classify)
-        })
-        .await
-        .map_err(|e| DbError::Unavailable(format!("database task: {e}")))?
+        off_thread(move || with_connection(&pool, query)).await
     }
 
     /// Runs a lookup by primary key (a few microseconds of work) on the read pool.
@@ -166,12 +161,7 @@ impl Repo {
         F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     {
         let pool = self.read_pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
-            query(&mut conn).map_err(classify)
-        })
-        .await
-        .map_err(|e| DbError::Unavailable(format!("database task: {e}")))?
+        off_thread(move || with_connection(&pool, query)).await
     }
 
     /// Commits an append's new offset, in one transaction with the others committing at the
@@ -184,16 +174,30 @@ impl Repo {
     /// [`Repo::commit_progress_blocking`] on the blocking pool.
     pub async fn commit_progress(&self, request: CommitRequest) -> CommitResult {
         let repo = self.clone();
-        tokio::task::spawn_blocking(move || repo.commit_progress_blocking(request))
-            .await
-            .map_err(|e| DbError::Unavailable(format!("database task: {e}")))?
+        off_thread(move || repo.commit_progress_blocking(request)).await
     }
 
     /// Runs `query` synchronously (CLI commands, tests).
     pub fn run_blocking<T>(&self, query: impl FnOnce(&mut DbConnection) -> Result<T, DbError>) -> Result<T, DbError> {
-        let mut conn = self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
-        query(&mut conn).map_err(classify)
+        with_connection(&self.pool, query)
     }
+}
+
+/// Runs `work` on the blocking thread pool; a task that died there reads as the database
+/// being unavailable.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, DbError> + Send + 'static,
+) -> Result<T, DbError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| DbError::Unavailable(format!("database task: {e}")))?
+}
+
+/// Runs `query` with a connection checked out of `pool` (waiting for one if need be).
+fn with_connection<T>(
+    pool: &Pool<ConnectionManager>,
+    query: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+    query(&mut conn).map_err(classify)
 }
 
 /// Connection-level failures are the database being unavailable, not a bad query.
