@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Hoist: multi-stage build. The build stage caches dependencies in a layer of their own;
-# the runtime is slim Debian with CA certificates (S3 over TLS) and libpq, as a non-root user.
+# the runtime is slim Debian with CA certificates (S3 over TLS) and OpenSSL (the libpq built
+# into the binary uses it for TLS to PostgreSQL), as a non-root user.
 #
 #   docker build -t hoist .
 # With a binary built elsewhere (CI) and another Debian bookworm base (scripts/check-image):
@@ -13,7 +14,7 @@ ARG BINARY_STAGE=compiled
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpq-dev \
+ && apt-get install -y --no-install-recommends libssl-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 # Dependencies first: this layer is rebuilt only when Cargo.toml or Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
@@ -40,7 +41,7 @@ FROM ${BINARY_STAGE} AS binary
 # hadolint ignore=DL3006
 FROM ${RUNTIME_BASE} AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libpq5 curl \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/hoist --create-home hoist
 WORKDIR /app

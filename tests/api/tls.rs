@@ -1,13 +1,19 @@
 //! HTTPS on the listener with a self-signed certificate made by openssl: an upload over
-//! HTTP/2 and over HTTP/1.1, HSTS, https Locations, and no plaintext on the TLS port.
+//! HTTP/2 and over HTTP/1.1, HSTS, https Locations, and no plaintext on the TLS port. And TLS
+//! on the way to PostgreSQL, through the libpq built into the binary.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
+use diesel::sql_types::{BigInt, Bool};
+use diesel::{Connection, PgConnection, RunQueryDsl};
 use reqwest::{Method, Version};
 
-use crate::helpers::{bytes, header_u64, location, spawn_app_with, Backend, TestApp};
+use crate::binary::{free_port, Server};
+use crate::helpers::{
+    bytes, header_u64, location, postgres_url, spawn_app_with, test_settings, Backend, TestApp, TestClient,
+};
 
 fn self_signed(dir: &Path) -> (String, String) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -118,4 +124,41 @@ async fn a_missing_key_file_refuses_to_start() {
     settings.server.tls.key_file = dir.path().join("absent.pem").to_str().unwrap().to_owned();
     let log = hoist::telemetry::build_logger(&settings.log).unwrap();
     assert!(hoist::startup::Application::build(settings, log).await.is_err());
+}
+
+/// Managed PostgreSQL services often refuse plaintext: with `sslmode=require` in the URL the
+/// real binary must still serve uploads, and PostgreSQL's own view of the server's
+/// connections must show every one of them encrypted.
+#[actix_rt::test]
+async fn the_server_reaches_postgresql_over_tls_when_the_url_requires_it() {
+    let mut admin = PgConnection::establish(&postgres_url("postgres")).expect("PostgreSQL for the tests");
+    let ssl_on = diesel::select(diesel::dsl::sql::<Bool>("current_setting('ssl') = 'on'"))
+        .get_result::<bool>(&mut admin)
+        .expect("read the ssl setting");
+    assert!(ssl_on, "this test needs the local PostgreSQL to accept TLS (ssl = on)");
+
+    let (settings, _data_dir, pg) = test_settings(Backend::Postgres).await;
+    let pg = pg.expect("a database of the test's own");
+    let tls_url = pg.url.replace("sslmode=disable", "sslmode=require");
+    assert!(tls_url.contains("sslmode=require"), "{tls_url}");
+    let port = free_port();
+    let _server =
+        Server::start_with(&settings, port, &[("HOIST__DATABASE__URL", &tls_url)], std::process::Stdio::null()).await;
+    let app = TestClient::new(port, &settings);
+    let data = bytes(100_000, 5);
+    let url = app.create_upload(data.len() as u64).await;
+    assert_eq!(app.patch(&url, 0, &data).await.status(), 204);
+    assert_eq!(app.download_bytes(&url).await, data);
+
+    let mut count = |encrypted: bool| {
+        let query = format!(
+            "(SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = '{}' AND s.ssl = {encrypted})",
+            pg.name
+        );
+        diesel::select(diesel::dsl::sql::<BigInt>(&query)).get_result::<i64>(&mut admin).expect("pg_stat_ssl")
+    };
+    let (encrypted, plain) = (count(true), count(false));
+    assert!(encrypted > 0, "no TLS connection from the server to its database");
+    assert_eq!(plain, 0, "plaintext connections to the database");
 }
