@@ -6,6 +6,7 @@ mod connection;
 mod group_commit;
 pub mod idempotency;
 pub mod models;
+mod offset_update;
 pub mod reconcile;
 pub mod schema;
 pub mod uploads;

@@ -5,6 +5,7 @@ use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::models::{UploadRow, UploadState};
+use super::offset_update::AdvanceOpenUpload;
 use super::schema::parts::dsl as p;
 use super::schema::uploads::dsl as u;
 use super::{DbConnection, DbError};
@@ -166,12 +167,18 @@ fn advance(conn: &mut DbConnection, id: &str, token: i64, progress: &Progress) -
     let state = if progress.complete { UploadState::Complete } else { UploadState::Open };
     let completed_at = progress.complete.then_some(now);
     let updated = match progress.declare_length.map(i64::try_from) {
-        // The common case sets only what changes: an UPDATE naming `state` rewrites the
-        // entries of the three indexes that lead with it, even to the same value (each one
-        // more page in SQLite's WAL on every PATCH).
-        None if !progress.complete => diesel::update(target)
-            .set((u::upload_offset.eq(to), u::updated_at.eq(now), u::lease_expires_at.eq(progress.lease_until)))
-            .execute(conn)?,
+        // The common case: a statement each connection keeps prepared, setting only what
+        // changes (see `offset_update`).
+        None if !progress.complete => AdvanceOpenUpload {
+            id,
+            token,
+            from,
+            to,
+            now,
+            lease_until: progress.lease_until,
+            open: UploadState::Open.as_str(),
+        }
+        .execute(conn)?,
         Some(Ok(length)) => diesel::update(target.filter(u::upload_length.is_null()))
             .set((
                 u::upload_offset.eq(to),
