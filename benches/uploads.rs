@@ -167,11 +167,13 @@ async fn head_latency_under_load(store: &StoreUnderTest, file: &std::path::Path,
     });
     let mut latencies =
         tokio::task::spawn_blocking(move || probing.join().expect("probe thread")).await.expect("probe");
-    let load_rate = loaded.load(std::sync::atomic::Ordering::Relaxed) as f64 / load_started.elapsed().as_secs_f64();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for task in load {
         task.await.expect("load");
     }
+    // Counted once the uploads under way have ended: each adds its bytes when it completes,
+    // so a slow store (the S3 emulator) finishing none within the probe's window read 0.
+    let load_rate = loaded.load(std::sync::atomic::Ordering::Relaxed) as f64 / load_started.elapsed().as_secs_f64();
     let server_share = client.server_head_share_within("0.005").await;
     let (rss, cpu) = server.stop();
     latencies.sort();
