@@ -35,7 +35,12 @@ pub struct AppendRequest {
 }
 
 fn lease_deadline(deps: &SessionDeps) -> NaiveDateTime {
-    let ttl = chrono::Duration::seconds(i64::try_from(deps.settings.uploads.lease_ttl_secs).unwrap_or(60));
+    lease_deadline_after(deps.settings.uploads.lease_ttl_secs)
+}
+
+/// A lease taken or renewed now, for `ttl_secs`, runs out then.
+fn lease_deadline_after(ttl_secs: u64) -> NaiveDateTime {
+    let ttl = chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(60));
     (Utc::now() + ttl).naive_utc()
 }
 
@@ -168,13 +173,12 @@ fn plan(admitted: &Admitted, outcome: &AppendOutcome) -> Plan {
         return Plan::Unchanged;
     }
     // The lease runs from the commit, not from the start of a body that may have taken minutes.
-    let ttl = chrono::Duration::seconds(i64::try_from(admitted.lease_ttl_secs).unwrap_or(60));
     Plan::Commit(Progress {
         from_offset: admitted.offset,
         to_offset,
         declare_length: if declares { admitted.length } else { None },
         complete,
-        lease_until: (Utc::now() + ttl).naive_utc(),
+        lease_until: lease_deadline_after(admitted.lease_ttl_secs),
         new_parts: outcome.parts.iter().map(|p| (p.number, p.size, p.etag.clone())).collect(),
     })
 }
