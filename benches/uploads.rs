@@ -53,21 +53,28 @@ async fn throughput_scenarios(
         ("2: 50 x 8 MiB uploads, 1 MiB PATCHes", 8 * MIB, 50, MIB),
         ("3: one 64 MiB upload, 64 KiB PATCHes", 64 * MIB, 1, 64 * 1024),
     ];
+    let runs = runs_per_scenario(store);
     let mut s1_rate = 0.0;
     for (name, size, parallel, chunk) in scenarios {
-        let server = Server::start(&ServerConfig::for_store(store)).await;
-        let client = Client::new(&server).await;
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..parallel {
-            let (client, file) = (client.clone(), file.to_path_buf());
-            tasks.push(tokio::spawn(async move { client.upload_from_file(&file, size, chunk).await }));
+        let mut measured = Vec::new();
+        for _ in 0..runs {
+            measured.push(one_throughput_run(store, file, size, parallel, chunk).await);
         }
-        for task in tasks {
-            task.await.expect("upload task");
-        }
-        let rate = (size * parallel as u64) as f64 / started.elapsed().as_secs_f64();
-        let (rss, cpu) = server.stop();
+        // The median run stands for the scenario (its rate and CPU); the peak RSS is the
+        // highest of all runs, since the target is a bound, not a typical figure.
+        measured.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        let median = &measured[measured.len() / 2];
+        let (rate, cpu) = (median.rate, median.cpu_s);
+        let rss = measured.iter().map(|run| run.rss_mib).fold(0.0, f64::max);
+        let value = match measured.len() {
+            1 => fmt_rate(rate),
+            n => format!(
+                "{} (median of {n}; {} to {})",
+                fmt_rate(rate),
+                fmt_rate(measured[0].rate),
+                fmt_rate(measured[n - 1].rate)
+            ),
+        };
         let (ceiling_rate, ceiling_label) = if name.starts_with('3') {
             // The target is against scenario 1; the per-request floors are printed beside it.
             let small = if store.fsync { ceilings.dd_dsync_64k.min(ceilings.sink_64k) } else { ceilings.sink_64k };
@@ -85,13 +92,54 @@ async fn throughput_scenarios(
         rows.push(Row {
             scenario: name,
             store: store.label(),
-            value: fmt_rate(rate),
+            value,
             ceiling: format!("{} ({ceiling_label})", fmt_rate(ceiling_rate)),
             ratio: format!("{:.2}", rate / ceiling_rate),
             rss_mib: rss,
             cpu_s: cpu,
         });
     }
+}
+
+/// Runs per throughput scenario: 3 on the disk store, whose figures move a lot from one run
+/// to the next on these machines; 1 on the S3 emulator, which bounds them anyway and is slow.
+/// `HOIST_BENCH_RUNS` overrides both.
+fn runs_per_scenario(store: &StoreUnderTest) -> usize {
+    match std::env::var("HOIST_BENCH_RUNS").ok().and_then(|runs| runs.parse::<usize>().ok()) {
+        Some(runs) => runs.max(1),
+        None if store.kind == "disk" => 3,
+        None => 1,
+    }
+}
+
+struct ThroughputRun {
+    rate: f64,
+    rss_mib: f64,
+    cpu_s: f64,
+}
+
+/// One run of a throughput scenario on a fresh server, so that its peak RSS is its own.
+async fn one_throughput_run(
+    store: &StoreUnderTest,
+    file: &std::path::Path,
+    size: u64,
+    parallel: usize,
+    chunk: u64,
+) -> ThroughputRun {
+    let server = Server::start(&ServerConfig::for_store(store)).await;
+    let client = Client::new(&server).await;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..parallel {
+        let (client, file) = (client.clone(), file.to_path_buf());
+        tasks.push(tokio::spawn(async move { client.upload_from_file(&file, size, chunk).await }));
+    }
+    for task in tasks {
+        task.await.expect("upload task");
+    }
+    let rate = (size * parallel as u64) as f64 / started.elapsed().as_secs_f64();
+    let (rss_mib, cpu_s) = server.stop();
+    ThroughputRun { rate, rss_mib, cpu_s }
 }
 
 async fn idle_sessions(store: &StoreUnderTest, rows: &mut Vec<Row>) {
