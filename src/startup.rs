@@ -79,9 +79,9 @@ impl Application {
         let cache = UploadCache::new(settings.cache.capacity, Duration::from_secs(settings.cache.ttl_secs));
         // Sessions live on their own arbiter: when the HTTP workers stop and cut bodies,
         // the sessions still commit what arrived.
-        let io_nice = settings.server.io_nice;
-        let sessions_arbiter =
-            Arbiter::try_with_tokio_rt(move || sessions_runtime(io_nice)).context("starting the sessions' thread")?;
+        let (io_nice, io_threads) = (settings.server.io_nice, settings.server.io_thread_limit());
+        let sessions_arbiter = Arbiter::try_with_tokio_rt(move || sessions_runtime(io_nice, io_threads))
+            .context("starting the sessions' thread")?;
         let sessions = SessionRegistry::new(
             settings.clone(),
             repo.clone(),
@@ -193,7 +193,7 @@ impl Application {
             })?,
         }
         .run();
-        slog::info!(log, "listening"; "address" => %address, "tls" => settings.server.tls.enabled(), "workers" => workers,
+        slog::info!(log, "listening"; "address" => %address, "tls" => settings.server.tls.enabled(), "workers" => workers, "io_threads" => io_threads,
             "database" => ?state.repo.backend(), "store" => state.store.backend_name());
         Ok(Application { port: address.port(), metrics_port, server, state, sessions_arbiter })
     }

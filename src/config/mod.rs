@@ -68,10 +68,23 @@ pub struct ServerSettings {
     /// Nice value (0–19) of the threads that write, fsync and commit upload bytes, so that
     /// request handling keeps its latency under bulk load. 0: the default priority.
     pub io_nice: u8,
+    /// Most threads that write, fsync and commit upload bytes at once (the `hoist-io`
+    /// pool). 0: four per core, at least eight.
+    pub io_threads: usize,
     /// Request-body bytes (MiB) all uploads together may hold in memory before Hoist stops
     /// reading their sockets until the writers catch up.
     pub body_buffer_mib: u64,
     pub tls: TlsSettings,
+}
+
+impl ServerSettings {
+    /// `io_threads` with 0 resolved against this machine's cores.
+    pub fn io_thread_limit(&self) -> usize {
+        match self.io_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(4).max(8),
+            n => n,
+        }
+    }
 }
 
 /// TLS on the listener: both paths set turns it on (HTTP/2 and HTTP/1.1 by ALPN, HSTS).

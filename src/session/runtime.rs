@@ -3,17 +3,24 @@
 /// Blocking threads of the sessions' runtime carry this name (in `top -H`, perf, /proc).
 pub const IO_THREAD_NAME: &str = "hoist-io";
 
-/// A current-thread runtime (the sessions' arbiter) whose blocking pool runs at `nice`.
+/// A current-thread runtime (the sessions' arbiter) whose blocking pool runs at `nice`, with
+/// at most `max_threads` threads.
 ///
 /// Those threads copy request bodies into the page cache, fsync them and commit offsets:
 /// bulk work that can wait a little. The HTTP workers, which parse requests and answer
 /// HEADs, keep the default priority, so under load a HEAD no longer queues behind body
 /// copies for a core (benchmark scenario 5 on 2 cores: HEADs within 5 ms as the client sees
 /// them went from 85 % to 98 %, and the load carried rose). 0 keeps the default priority.
-pub fn sessions_runtime(nice: u8) -> std::io::Result<tokio::runtime::Runtime> {
+///
+/// Tokio's default of 512 threads let the pool grow to a thread per upload and more (111 in
+/// scenario 5 with 50 uploads at once), all runnable at once on two cores: their combined
+/// share of the CPU kept the HTTP workers waiting for a core (scheduling delay p99 ~2 ms per
+/// wake-up, `perf sched`), and the arbiter queued on the pool's own lock to hand them work.
+pub fn sessions_runtime(nice: u8, max_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name(IO_THREAD_NAME)
+        .max_blocking_threads(max_threads.max(1))
         .on_thread_start(move || lower_this_thread(nice))
         .build()
 }

@@ -221,3 +221,50 @@ async fn the_threads_that_write_bodies_yield_to_request_handling() {
     assert!(others.iter().all(|(_, nice)| *nice == own), "request handling keeps its priority: {threads:?}");
     assert_eq!(app.download_bytes(&url).await, b"abcdef");
 }
+
+/// However many uploads stream at once, the threads that write their bodies stay within
+/// `server.io_threads`, and every upload still arrives whole: appends queue for a thread.
+#[actix_rt::test]
+async fn the_threads_that_write_bodies_stay_within_their_limit() {
+    let (settings, _data_dir, _pg) = test_settings(Backend::Sqlite).await;
+    let port = crate::binary::free_port();
+    let server =
+        crate::binary::Server::start_with(&settings, port, &[("HOIST__SERVER__IO_THREADS", "2")], Stdio::null()).await;
+    let app = TestClient::new(port, &settings);
+    let (uploads, chunk, chunks) = (16, 256 << 10, 4);
+    let mut urls = Vec::new();
+    for _ in 0..uploads {
+        urls.push(app.create_upload((chunk * chunks) as u64).await);
+    }
+    let pid = server.pid();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampling = stop.clone();
+    let sampler = tokio::spawn(async move {
+        let mut most = 0;
+        while !sampling.load(std::sync::atomic::Ordering::SeqCst) {
+            let io = thread_priorities(pid).iter().filter(|(name, _)| name == hoist::session::IO_THREAD_NAME).count();
+            most = most.max(io);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        most
+    });
+    let uploading = urls.iter().enumerate().map(|(i, url)| {
+        let app = &app;
+        async move {
+            let body = bytes(chunk * chunks, i as u8);
+            for c in 0..chunks {
+                let response = app.patch(url, (c * chunk) as u64, &body[c * chunk..(c + 1) * chunk]).await;
+                assert_eq!(response.status(), 204, "upload {i}, chunk {c}");
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(60), futures_util::future::join_all(uploading))
+        .await
+        .expect("every upload finishes with two writer threads");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let most = sampler.await.expect("sampler");
+    assert!((1..=2).contains(&most), "{most} writer threads at most, against a limit of 2");
+    for (i, url) in urls.iter().enumerate() {
+        assert!(app.download_bytes(url).await == bytes(chunk * chunks, i as u8), "upload {i} arrived whole");
+    }
+}
