@@ -241,7 +241,8 @@ impl Client {
     }
 
     /// One upload of `size` bytes in `chunk`-sized PATCHes, each body streamed from `file`.
-    pub async fn upload_from_file(&self, file: &Path, size: u64, chunk: u64) {
+    /// Returns its URL.
+    pub async fn upload_from_file(&self, file: &Path, size: u64, chunk: u64) -> String {
         let source = Arc::new(std::fs::File::open(file).expect("source file"));
         let url = self.create(size).await;
         let mut offset = 0;
@@ -250,6 +251,20 @@ impl Client {
             self.patch(&url, offset, len, file_range(source.clone(), offset, len)).await;
             offset += len;
         }
+        url
+    }
+
+    /// Deletes an upload (tus termination).
+    pub async fn terminate(&self, url: &str) {
+        let response = self
+            .http
+            .delete(url)
+            .bearer_auth(&self.token)
+            .header("Tus-Resumable", "1.0.0")
+            .send()
+            .await
+            .expect("DELETE");
+        assert_eq!(response.status(), 204, "DELETE {url}");
     }
 }
 
