@@ -21,6 +21,9 @@ pub enum ApiError {
     NotFound,
     #[error("no such resource")]
     NoRoute,
+    /// The path exists but not with this method; `allow` lists the methods it takes.
+    #[error("this resource does not take that method")]
+    MethodNotAllowed { allow: &'static str },
     #[error("upload offset is {current}, not {requested}")]
     OffsetMismatch { current: u64, requested: u64 },
     #[error("{message}")]
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "upload_not_found",
             ApiError::NoRoute => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::OffsetMismatch { .. } => "offset_mismatch",
             ApiError::Conflict { code, .. } => code,
             ApiError::Locked => "upload_locked",
@@ -130,6 +134,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden | ApiError::PatchOnFinal => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::OffsetMismatch { .. } | ApiError::Conflict { .. } | ApiError::IdempotencyInFlight => {
                 StatusCode::CONFLICT
             }
@@ -160,6 +165,7 @@ impl ApiError {
             ApiError::OffsetMismatch { current, .. } => headers.push(("Upload-Offset".into(), current.to_string())),
             ApiError::UnsupportedVersion => headers.push(("Tus-Version".into(), crate::http::tus::TUS_VERSION.into())),
             ApiError::Unauthorized => headers.push((header::WWW_AUTHENTICATE.to_string(), "Bearer".into())),
+            ApiError::MethodNotAllowed { allow } => headers.push((header::ALLOW.to_string(), (*allow).to_owned())),
             ApiError::Locked | ApiError::Unavailable(_) | ApiError::IdempotencyInFlight => {
                 headers.push((header::RETRY_AFTER.to_string(), "1".into()))
             }

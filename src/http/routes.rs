@@ -21,18 +21,26 @@ pub fn configure(cfg: &mut web::ServiceConfig, metrics_here: bool) {
             .error_handler(|err, _| ApiError::bad_request("invalid_json", err.to_string()).into()),
     );
     let options = || web::method(Method::OPTIONS).to(tus::options);
+    // One resource per path, so that a known path with a method it does not take answers
+    // 405 with `Allow` (as tusd does) instead of falling through to 404.
     cfg.service(
         web::scope(tus::FILES_PATH)
             .wrap(DefaultHeaders::new().add(("Tus-Resumable", tus::TUS_VERSION)))
-            .route("", options())
-            .route("/", options())
-            .route("", web::post().to(tus::create))
-            .route("/", web::post().to(tus::create))
-            .route("/{id}", options())
-            .route("/{id}", web::head().to(tus::head))
-            .route("/{id}", web::patch().to(tus::patch))
-            .route("/{id}", web::delete().to(tus::terminate))
-            .route("/{id}", web::get().to(download::download))
+            .service(
+                web::resource(["", "/"])
+                    .route(options())
+                    .route(web::post().to(tus::create))
+                    .default_service(web::to(|| method_not_allowed("OPTIONS, POST"))),
+            )
+            .service(
+                web::resource("/{id}")
+                    .route(options())
+                    .route(web::head().to(tus::head))
+                    .route(web::patch().to(tus::patch))
+                    .route(web::delete().to(tus::terminate))
+                    .route(web::get().to(download::download))
+                    .default_service(web::to(|| method_not_allowed("OPTIONS, HEAD, PATCH, DELETE, GET"))),
+            )
             .default_service(web::to(not_found)),
     )
     .route("/uploads", web::post().to(form::upload_form))
@@ -57,6 +65,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, metrics_here: bool) {
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NoRoute)
+}
+
+async fn method_not_allowed(allow: &'static str) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow })
 }
 
 /// `X-HTTP-Method-Override`: clients behind proxies that only pass GET/POST send PATCH

@@ -73,29 +73,55 @@ async fn the_description_is_valid_openapi_31_and_matches_the_routes() {
     }
 }
 
-/// (method, path) of every `.route(...)` in the route table, with its scope's prefix.
+/// The method of a route's handler: `options()` or `web::get()...`.
+fn method_of(handler: &str) -> String {
+    if handler.starts_with("options()") {
+        return "OPTIONS".to_owned();
+    }
+    handler.strip_prefix("web::").and_then(|h| h.split_once('(')).expect("web::METHOD()").0.to_ascii_uppercase()
+}
+
+/// (method, path) of every `.route(...)` in the route table, with its scope's prefix: the
+/// path-and-route form, and the routes of a `web::resource(...)` (one path or a list).
 fn mounted_routes() -> Vec<(String, String)> {
     let source = std::fs::read_to_string("src/http/routes.rs").expect("the route table");
     let mut scope = String::new();
+    let mut resource: Vec<String> = Vec::new();
     let mut routes = Vec::new();
-    for line in source.lines().map(str::trim) {
+    // Indentation of the `web::scope(` line: the `)` that closes its `.service(` sits left of it.
+    let mut scope_indent = 0;
+    for raw in source.lines() {
+        let line = raw.trim();
+        let indent = raw.len() - raw.trim_start().len();
+        if let Some(rest) = line.strip_prefix("web::resource(") {
+            // `"/{id}")` or `["", "/"])`: the quoted strings are the paths.
+            resource = rest.split('"').skip(1).step_by(2).map(str::to_owned).collect();
+            continue;
+        }
+        if line.starts_with(".default_service(") {
+            resource.clear();
+        }
+        if !resource.is_empty() {
+            if let Some(handler) = line.strip_prefix(".route(") {
+                let method = method_of(handler);
+                routes.extend(resource.iter().map(|path| (method.clone(), format!("{scope}{path}"))));
+            }
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("web::scope(") {
             let arg = rest.trim_end_matches(')').trim_end_matches(")").trim_matches(|c| c == '(' || c == ')');
             scope = if arg == "tus::FILES_PATH" { "/files".to_owned() } else { arg.trim_matches('"').to_owned() };
+            scope_indent = indent;
         }
-        // A scope's `.service(` closes on a line of its own.
-        if line == ")" {
+        // A scope's `.service(` closes on a line of its own, left of the scope (a resource's
+        // `.service(` inside it closes further right).
+        if line == ")" && indent < scope_indent {
             scope.clear();
         }
         let line = line.strip_prefix("cfg").unwrap_or(line);
         let Some(rest) = line.strip_prefix(".route(\"") else { continue };
         let (path, handler) = rest.split_once("\", ").expect("a route line");
-        let method = if handler.starts_with("options()") {
-            "OPTIONS".to_owned()
-        } else {
-            handler.strip_prefix("web::").and_then(|h| h.split_once('(')).expect("web::METHOD()").0.to_ascii_uppercase()
-        };
-        routes.push((method, format!("{scope}{path}")));
+        routes.push((method_of(handler), format!("{scope}{path}")));
     }
     routes
 }

@@ -335,3 +335,31 @@ async fn every_response_is_json_on_error_and_unknown_routes_404(backend: Backend
     assert_eq!(ready.status(), 200);
 }
 on_every_backend!(every_response_is_json_on_error_and_unknown_routes_404);
+
+/// A tus path with a method it does not take is a 405 listing the methods it does (as tusd
+/// answers), not a 404 that reads as "no such upload"; the upload is left as it was.
+async fn a_tus_path_with_a_method_it_does_not_take_answers_405_with_allow(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let url = app.create_upload(10).await;
+    assert_eq!(app.patch(&url, 0, b"abc").await.status(), 204);
+    let collection = format!("{}/files", app.address);
+    let cases = [
+        (Method::PUT, url.clone(), "OPTIONS, HEAD, PATCH, DELETE, GET"),
+        (Method::POST, url.clone(), "OPTIONS, HEAD, PATCH, DELETE, GET"),
+        (Method::GET, collection.clone(), "OPTIONS, POST"),
+        (Method::DELETE, format!("{collection}/"), "OPTIONS, POST"),
+    ];
+    for (method, target, allow) in cases {
+        let response = app.tus(method.clone(), &target).send().await.unwrap();
+        assert_eq!(response.status(), 405, "{method} {target}");
+        assert_eq!(response.headers()["Allow"], allow, "{method} {target}");
+        assert_eq!(error_code(response).await, "method_not_allowed", "{method} {target}");
+    }
+    assert_eq!(app.offset(&url).await, 3);
+    // A path Hoist does not serve at all is still a 404.
+    let response =
+        app.tus(Method::GET, &format!("{collection}/{}/parts", url.rsplit('/').next().unwrap())).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(error_code(response).await, "not_found");
+}
+on_every_backend!(a_tus_path_with_a_method_it_does_not_take_answers_405_with_allow);
