@@ -22,7 +22,7 @@ use crate::db::Repo;
 use crate::http::signed_url::UrlSigner;
 use crate::http::{browser, limits, routes};
 use crate::limits::RateLimits;
-use crate::listener::{InterimIo, InterimSender};
+use crate::listener::{InterimIo, InterimSender, ReadGate};
 use crate::metrics::Metrics;
 use crate::session::{run_janitor_loop, sessions_runtime, SessionRegistry, SweepPolicy};
 use crate::state::AppState;
@@ -183,6 +183,7 @@ impl Application {
                     .local_addr(address)
                     .on_connect_ext(|io: &InterimIo<actix_rt::net::TcpStream>, ext| {
                         ext.insert::<InterimSender>(io.interim());
+                        ext.insert::<ReadGate>(io.read_gate());
                     })
                     .h1(map_config(app(), |_| AppConfig::default()));
                 fn_service(|io: actix_rt::net::TcpStream| {

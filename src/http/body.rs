@@ -10,18 +10,22 @@ use futures_util::{Stream, StreamExt};
 use crate::db::models::UploadRow;
 use crate::domain::UploadId;
 use crate::error::ApiError;
+use crate::listener::ReadGate;
 use crate::session::AppendSpec;
 use crate::state::AppState;
 use crate::store::BodySender;
 
 /// Hands the body to the session once it has the upload's lock, and waits for the
 /// commit. If this future is dropped (the client went away, the server is shutting
-/// down) the pipe closes without `End` and the session keeps what arrived.
+/// down) the pipe closes without `End` and the session keeps what arrived. `gate` is the
+/// connection's [`ReadGate`] where the listener installed one (plain HTTP/1.1): reading the
+/// connection stops while a chunk waits for room, instead of actix-http buffering ahead.
 pub async fn append_body<S, E>(
     state: &AppState,
     id: &UploadId,
     spec: AppendSpec,
     payload: S,
+    gate: Option<ReadGate>,
 ) -> Result<UploadRow, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -33,7 +37,7 @@ where
     };
     let idle = Duration::from_secs(state.settings.server.body_idle_timeout_secs.max(1));
     let deadline = Instant::now() + Duration::from_secs(state.settings.server.max_request_secs.max(1));
-    let pump = pump(payload, tx, idle, deadline);
+    let pump = pump(payload, tx, idle, deadline, gate);
     tokio::pin!(done);
     tokio::pin!(pump);
     let result = tokio::select! {
@@ -43,7 +47,7 @@ where
     result.map_err(|_| ApiError::Unavailable("upload session stopped".into()))?
 }
 
-async fn pump<S, E>(mut payload: S, tx: BodySender, idle: Duration, deadline: Instant)
+async fn pump<S, E>(mut payload: S, tx: BodySender, idle: Duration, deadline: Instant, gate: Option<ReadGate>)
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
@@ -51,6 +55,8 @@ where
         let wait_until = deadline.min(Instant::now() + idle);
         match tokio::time::timeout_at(wait_until, payload.next()).await {
             Ok(Some(Ok(chunk))) => {
+                // Usually the chunk goes straight in and nobody sees the gate shut.
+                let _closed = gate.as_ref().map(ClosedGate::new);
                 if tx.send_data(chunk).await.is_err() {
                     return;
                 }
@@ -59,5 +65,22 @@ where
             // A broken connection, a stalled body or one over its time: the writer keeps what it has.
             Ok(Some(Err(_))) | Err(_) => return tx.end(false).await,
         }
+    }
+}
+
+/// Keeps the connection's reads held while a chunk waits for room in the pipe, and lets
+/// them go however the wait ends (the pump may be dropped mid-wait).
+struct ClosedGate<'a>(&'a ReadGate);
+
+impl<'a> ClosedGate<'a> {
+    fn new(gate: &'a ReadGate) -> Self {
+        gate.close();
+        ClosedGate(gate)
+    }
+}
+
+impl Drop for ClosedGate<'_> {
+    fn drop(&mut self) {
+        self.0.open();
     }
 }
