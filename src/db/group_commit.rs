@@ -16,9 +16,10 @@ use super::models::UploadRow;
 use super::uploads::{commit_progress, Progress};
 use super::{DbError, Repo};
 
-/// One append's commit: its upload, its lease's fencing token and what it changes.
+/// One append's commit: its upload (the row the append was admitted with), its lease's
+/// fencing token and what it changes.
 pub struct CommitRequest {
-    pub key: String,
+    pub admitted: UploadRow,
     pub token: i64,
     pub progress: Progress,
 }
@@ -104,7 +105,7 @@ fn commit_group(repo: &Repo, group: Vec<(u64, CommitRequest)>) -> Vec<(u64, Comm
         conn.transaction(|conn| {
             group
                 .iter()
-                .map(|(_, request)| commit_progress(conn, &request.key, request.token, &request.progress))
+                .map(|(_, request)| commit_progress(conn, &request.admitted, request.token, &request.progress))
                 .collect::<Result<Vec<_>, DbError>>()
         })
     });
@@ -115,7 +116,7 @@ fn commit_group(repo: &Repo, group: Vec<(u64, CommitRequest)>) -> Vec<(u64, Comm
 }
 
 fn commit_alone(repo: &Repo, request: &CommitRequest) -> CommitResult {
-    repo.run_blocking(|conn| commit_progress(conn, &request.key, request.token, &request.progress))
+    repo.run_blocking(|conn| commit_progress(conn, &request.admitted, request.token, &request.progress))
 }
 
 #[cfg(test)]
@@ -176,8 +177,10 @@ mod tests {
                         new_parts: Vec::new(),
                     };
                     let token = if i % 4 == 3 { 6 } else { 7 };
+                    let admitted =
+                        repo.run_blocking(|conn| find(conn, &format!("u{i:02}"))).expect("find").expect("row");
                     start.wait();
-                    repo.commit_progress_blocking(CommitRequest { key: format!("u{i:02}"), token, progress })
+                    repo.commit_progress_blocking(CommitRequest { admitted, token, progress })
                 })
             })
             .collect();
@@ -188,8 +191,9 @@ mod tests {
                 assert!(answer.is_none(), "upload {i}: a stale token must not commit");
                 assert_eq!(stored.upload_offset, 0);
             } else {
-                let row = answer.expect("committed row");
-                assert_eq!((row.id.as_str(), row.upload_offset), (stored.id.as_str(), 10 + i as i64));
+                // The answer is built from the admitted row, not read back: it must be the
+                // row as stored, every column of it.
+                assert_eq!(answer.expect("committed row"), stored);
                 assert_eq!(stored.upload_offset, 10 + i as i64);
             }
         }

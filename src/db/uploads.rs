@@ -106,7 +106,8 @@ pub struct Progress {
 
 /// Advances the offset by compare-and-set: the row must still be open, at `from_offset`,
 /// and leased under `token`; the new parts are recorded in the same transaction. Returns
-/// the new row, or None if any of those changed.
+/// the new row, or None if any of those changed. `admitted` is the row the append was
+/// admitted with (the session's copy); the common case builds the new row from it.
 ///
 /// With no part to record (every disk append, most S3 ones) the one UPDATE is atomic on its
 /// own and needs no transaction around it: that saves the BEGIN and COMMIT statements, which
@@ -114,15 +115,16 @@ pub struct Progress {
 /// PostgreSQL answers with two more round trips.
 pub fn commit_progress(
     conn: &mut DbConnection,
-    id: &str,
+    admitted: &UploadRow,
     token: i64,
     progress: &Progress,
 ) -> Result<Option<UploadRow>, DbError> {
     if progress.new_parts.is_empty() {
-        return advance(conn, id, token, progress);
+        return advance(conn, admitted, token, progress);
     }
+    let id = admitted.id.as_str();
     conn.transaction(|conn| {
-        let Some(row) = advance(conn, id, token, progress)? else { return Ok(None) };
+        let Some(row) = advance(conn, admitted, token, progress)? else { return Ok(None) };
         for (number, size, etag) in &progress.new_parts {
             diesel::delete(p::parts.filter(p::upload_id.eq(id)).filter(p::part_number.eq(number))).execute(conn)?;
             insert_part(conn, id, *number, *size, etag)?;
@@ -154,8 +156,14 @@ pub fn list_parts(conn: &mut DbConnection, id: &str) -> Result<Vec<(i32, i64, St
         .load(conn)?)
 }
 
-fn advance(conn: &mut DbConnection, id: &str, token: i64, progress: &Progress) -> Result<Option<UploadRow>, DbError> {
+fn advance(
+    conn: &mut DbConnection,
+    admitted: &UploadRow,
+    token: i64,
+    progress: &Progress,
+) -> Result<Option<UploadRow>, DbError> {
     let now = now();
+    let id = admitted.id.as_str();
     let (Ok(from), Ok(to)) = (i64::try_from(progress.from_offset), i64::try_from(progress.to_offset)) else {
         return Ok(None);
     };
@@ -168,17 +176,29 @@ fn advance(conn: &mut DbConnection, id: &str, token: i64, progress: &Progress) -
     let completed_at = progress.complete.then_some(now);
     let updated = match progress.declare_length.map(i64::try_from) {
         // The common case: a statement each connection keeps prepared, setting only what
-        // changes (see `offset_update`).
-        None if !progress.complete => AdvanceOpenUpload {
-            id,
-            token,
-            from,
-            to,
-            now,
-            lease_until: progress.lease_until,
-            open: UploadState::Open.as_str(),
+        // changes and returning what the session's copy cannot know (see `offset_update`).
+        // Everything else in the row is fixed while this lease is held, or (state, lease)
+        // part of the compare-and-set.
+        None if !progress.complete => {
+            let changed: Option<(NaiveDateTime, Option<NaiveDateTime>, Option<NaiveDateTime>)> = AdvanceOpenUpload {
+                id,
+                token,
+                from,
+                to,
+                now,
+                lease_until: progress.lease_until,
+                open: UploadState::Open.as_str(),
+            }
+            .get_result(conn)
+            .optional()?;
+            return Ok(changed.map(|(updated_at, lease_expires_at, expires_at)| UploadRow {
+                upload_offset: to,
+                updated_at,
+                lease_expires_at,
+                expires_at,
+                ..admitted.clone()
+            }));
         }
-        .execute(conn)?,
         Some(Ok(length)) => diesel::update(target.filter(u::upload_length.is_null()))
             .set((
                 u::upload_offset.eq(to),
@@ -200,6 +220,7 @@ fn advance(conn: &mut DbConnection, id: &str, token: i64, progress: &Progress) -
             ))
             .execute(conn)?,
     };
+    // Once per upload (its length declared, or its completion): read the row as stored.
     if updated == 1 {
         find(conn, id)
     } else {

@@ -235,13 +235,14 @@ pub async fn run_append(
     // Where the store has a blocking step of its own (disk), the commit runs there, right
     // after the fsync. A completed disk upload needs no `finish` call (nothing to assemble).
     let commit_on_store_thread = {
-        let (admitted, repo, key) = (admitted.clone(), deps.repo.clone(), id.to_string());
+        let (admitted, repo, admitted_row) = (admitted.clone(), deps.repo.clone(), row.clone());
         move |outcome: &AppendOutcome| -> Settled {
             match plan(&admitted, outcome) {
                 Plan::Reject(err) => Settled::Reject(err),
                 Plan::Unchanged => Settled::Unchanged,
                 Plan::Commit(progress) => {
-                    let request = CommitRequest { key, token: lease.token, progress: progress.clone() };
+                    let request =
+                        CommitRequest { admitted: admitted_row, token: lease.token, progress: progress.clone() };
                     Settled::Committed { result: Box::new(repo.commit_progress_blocking(request)), progress }
                 }
             }
@@ -259,7 +260,7 @@ pub async fn run_append(
     };
     let settled = match settled {
         Some(settled) => settled,
-        None => match commit_after_append(deps, id, &target, &admitted, &outcome, lease.token).await {
+        None => match commit_after_append(deps, id, &target, &admitted, &outcome, &row, lease.token).await {
             Ok(settled) => settled,
             Err(err) => return (Some(lease), Err(err)),
         },
@@ -308,6 +309,7 @@ async fn commit_after_append(
     target: &AppendTarget,
     admitted: &Admitted,
     outcome: &AppendOutcome,
+    row: &UploadRow,
     token: i64,
 ) -> Result<Settled, ApiError> {
     let progress = match plan(admitted, outcome) {
@@ -319,6 +321,6 @@ async fn commit_after_append(
         // Completion uses the recorded parts (plus this write's), never a listing.
         finish(deps, id, target, &outcome.parts).await?;
     }
-    let request = CommitRequest { key: id.to_string(), token, progress: progress.clone() };
+    let request = CommitRequest { admitted: row.clone(), token, progress: progress.clone() };
     Ok(Settled::Committed { result: Box::new(deps.repo.commit_progress(request).await), progress })
 }

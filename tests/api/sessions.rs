@@ -133,10 +133,11 @@ async fn two_writers_cannot_both_advance_one_upload(backend: Backend) {
     let id = url.rsplit('/').next().unwrap().to_owned();
     let repo = app.state.repo.clone();
     let soon = (Utc::now() + chrono::Duration::seconds(60)).naive_utc();
-    let token_a = match repo.run_blocking(|c| uploads::acquire_lease(c, &id, "node-a", soon)).unwrap() {
-        LeaseOutcome::Acquired(row) => row.lease_token,
+    let admitted_a = match repo.run_blocking(|c| uploads::acquire_lease(c, &id, "node-a", soon)).unwrap() {
+        LeaseOutcome::Acquired(row) => *row,
         _ => panic!("node a gets the lease"),
     };
+    let token_a = admitted_a.lease_token;
     assert!(matches!(
         repo.run_blocking(|c| uploads::acquire_lease(c, &id, "node-b", soon)).unwrap(),
         LeaseOutcome::HeldElsewhere
@@ -149,11 +150,18 @@ async fn two_writers_cannot_both_advance_one_upload(backend: Backend) {
         lease_until: soon,
         new_parts: Vec::new(),
     };
+    // An admin moves the expiry while A's append streams in (after A read the row).
+    let later = (Utc::now() + chrono::Duration::days(3)).naive_utc();
+    assert!(repo.run_blocking(|c| hoist::db::admin::set_expiry(c, &id, later)).unwrap());
     let advanced: Option<UploadRow> =
-        repo.run_blocking(|c| uploads::commit_progress(c, &id, token_a, &step(0, 5))).unwrap();
-    assert_eq!(advanced.unwrap().upload_offset, 5);
+        repo.run_blocking(|c| uploads::commit_progress(c, &admitted_a, token_a, &step(0, 5))).unwrap();
+    // The answer is built from A's copy of the row, not read back: it must still be the row as
+    // stored, the new expiry included, since it is what the cache and HEAD then serve.
+    let stored = repo.run_blocking(|c| uploads::find(c, &id)).unwrap().unwrap();
+    assert_eq!(advanced.unwrap(), stored);
+    assert_eq!(stored.upload_offset, 5);
     // The same step again (a second writer that read offset 0) fails.
-    assert!(repo.run_blocking(|c| uploads::commit_progress(c, &id, token_a, &step(0, 5))).unwrap().is_none());
+    assert!(repo.run_blocking(|c| uploads::commit_progress(c, &admitted_a, token_a, &step(0, 5))).unwrap().is_none());
     // Once A's lease lapses B takes over, and A is fenced out even at the right offset.
     repo.run_blocking(|c| {
         use diesel::prelude::*;
@@ -164,13 +172,14 @@ async fn two_writers_cannot_both_advance_one_upload(backend: Backend) {
         Ok(())
     })
     .unwrap();
-    let token_b = match repo.run_blocking(|c| uploads::acquire_lease(c, &id, "node-b", soon)).unwrap() {
-        LeaseOutcome::Acquired(row) => row.lease_token,
+    let admitted_b = match repo.run_blocking(|c| uploads::acquire_lease(c, &id, "node-b", soon)).unwrap() {
+        LeaseOutcome::Acquired(row) => *row,
         _ => panic!("node b takes over a lapsed lease"),
     };
+    let token_b = admitted_b.lease_token;
     assert!(token_b > token_a);
-    assert!(repo.run_blocking(|c| uploads::commit_progress(c, &id, token_a, &step(5, 8))).unwrap().is_none());
-    let row = repo.run_blocking(|c| uploads::commit_progress(c, &id, token_b, &step(5, 8))).unwrap().unwrap();
+    assert!(repo.run_blocking(|c| uploads::commit_progress(c, &admitted_a, token_a, &step(5, 8))).unwrap().is_none());
+    let row = repo.run_blocking(|c| uploads::commit_progress(c, &admitted_b, token_b, &step(5, 8))).unwrap().unwrap();
     assert_eq!((row.upload_offset, row.state()), (8, UploadState::Open));
     // Through HTTP, this node now finds the upload leased elsewhere.
     let response = app
