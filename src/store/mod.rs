@@ -123,8 +123,8 @@ fn checksum_verdict(end: BodyEnd, checksum: Option<&Checksum>, hasher: Option<cr
 /// Every S3 call below is boxed: the SDK's futures run to tens of KiB, and unboxed they set
 /// the size of the dispatching future, and of every future that holds one up to the upload
 /// session's, for the disk store too. Each move of those futures copied them: callgrind put
-/// a quarter of a small disk PATCH's instructions in `memcpy`, about 60 KB per PATCH. A box
-/// per S3 request is nothing beside the request.
+/// a quarter of a small disk PATCH's instructions in `memcpy`. A box per S3 request is
+/// nothing beside the request.
 pub enum StoreBackend {
     Disk(DiskStore),
     S3(S3Store),
