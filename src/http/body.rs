@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use actix_web::HttpRequest;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
@@ -17,15 +18,15 @@ use crate::store::BodySender;
 
 /// Hands the body to the session once it has the upload's lock, and waits for the
 /// commit. If this future is dropped (the client went away, the server is shutting
-/// down) the pipe closes without `End` and the session keeps what arrived. `gate` is the
-/// connection's [`ReadGate`] where the listener installed one (plain HTTP/1.1): reading the
-/// connection stops while a chunk waits for room, instead of actix-http buffering ahead.
+/// down) the pipe closes without `End` and the session keeps what arrived. Where the
+/// listener gave `req`'s connection a [`ReadGate`] (plain HTTP/1.1), reading it stops while
+/// a chunk waits for room, instead of actix-http buffering ahead.
 pub async fn append_body<S, E>(
     state: &AppState,
     id: &UploadId,
     spec: AppendSpec,
+    req: &HttpRequest,
     payload: S,
-    gate: Option<ReadGate>,
 ) -> Result<UploadRow, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -37,6 +38,7 @@ where
     };
     let idle = Duration::from_secs(state.settings.server.body_idle_timeout_secs.max(1));
     let deadline = Instant::now() + Duration::from_secs(state.settings.server.max_request_secs.max(1));
+    let gate = req.conn_data::<ReadGate>().cloned();
     let pump = pump(payload, tx, idle, deadline, gate);
     tokio::pin!(done);
     tokio::pin!(pump);

@@ -16,7 +16,6 @@ use crate::auth::Caller;
 use crate::db::models::StoredResponse;
 use crate::domain::{Metadata, UploadId};
 use crate::error::ApiError;
-use crate::listener::ReadGate;
 use crate::session::AppendSpec;
 use crate::state::AppState;
 use crate::upload::{create_upload, NewUpload};
@@ -121,7 +120,7 @@ async fn store_field(
             }
         });
     let spec = AppendSpec { expected_offset: 0, declare_length: None, checksum: None, content_length: None };
-    let written = append_body(state, &id, spec, Box::pin(hashed), req.conn_data::<ReadGate>().cloned()).await?;
+    let written = append_body(state, &id, spec, req, Box::pin(hashed)).await?;
     if !ended {
         // What arrived is kept (the upload stays open and resumable over tus), but it is
         // not a whole file: do not declare it complete.
@@ -132,7 +131,7 @@ async fn store_field(
     let finish =
         AppendSpec { expected_offset: size, declare_length: Some(size), checksum: None, content_length: Some(0) };
     let empty = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
-    append_body(state, &id, finish, empty, None).await?;
+    append_body(state, &id, finish, req, empty).await?;
     Ok(FormUpload {
         id: id.to_string(),
         field: field_name,

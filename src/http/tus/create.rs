@@ -9,7 +9,6 @@ use crate::error::ApiError;
 use crate::http::body::append_body;
 use crate::http::headers;
 use crate::http::idempotency::idempotent;
-use crate::listener::ReadGate;
 use crate::session::AppendSpec;
 use crate::state::AppState;
 use crate::upload::{create_upload, NewUpload};
@@ -120,7 +119,7 @@ async fn run(
     let id = UploadId::parse(&row.id)?;
 
     let row = match first_chunk {
-        Some(spec) => append_body(state, &id, spec, payload, req.conn_data::<ReadGate>().cloned()).await?,
+        Some(spec) => append_body(state, &id, spec, req, payload).await?,
         None => row,
     };
     Ok(created(req, &row))

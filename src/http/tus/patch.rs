@@ -8,7 +8,6 @@ use crate::error::ApiError;
 use crate::http::body::append_body;
 use crate::http::headers;
 use crate::http::idempotency::idempotent;
-use crate::listener::ReadGate;
 use crate::session::AppendSpec;
 use crate::state::AppState;
 
@@ -61,7 +60,7 @@ async fn run(
     if row.is_final_concat() {
         return Err(ApiError::PatchOnFinal);
     }
-    let row = append_body(state, &id, spec, payload, req.conn_data::<ReadGate>().cloned()).await?;
+    let row = append_body(state, &id, spec, req, payload).await?;
     let mut headers = vec![("Upload-Offset".to_owned(), row.offset().to_string())];
     headers.extend(expires_header(&row));
     Ok(no_content(headers))
