@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +23,9 @@ pub struct JwksFile {
     path: PathBuf,
     template: Validation,
     state: RwLock<JwksState>,
+    /// Bumped whenever a re-read changes the keys: tokens verified under an older set
+    /// must be verified again (their key may be gone).
+    generation: AtomicU64,
 }
 
 struct JwksState {
@@ -38,7 +42,14 @@ impl JwksFile {
             path: path.to_owned(),
             template,
             state: RwLock::new(JwksState { keys, modified, checked: Instant::now() }),
+            generation: AtomicU64::new(0),
         })
+    }
+
+    /// The current key set's number, after looking for a newer file if one is due.
+    pub fn generation(&self) -> u64 {
+        self.refresh_if_due();
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn key(&self, kid: &str) -> Option<Arc<VerifyingKey>> {
@@ -65,6 +76,7 @@ impl JwksFile {
         if let Ok((keys, modified)) = read_keys(&self.path, &self.template) {
             state.keys = keys;
             state.modified = modified;
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
 }

@@ -6,6 +6,7 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation};
 
 use super::jwks::JwksFile;
+use super::verified::VerifiedTokens;
 use super::{Claims, Role};
 use crate::config::{AuthSettings, Settings};
 
@@ -29,6 +30,7 @@ pub struct JwtKeys {
     jwks: Option<JwksFile>,
     issuer: Option<String>,
     audience: Option<String>,
+    verified: VerifiedTokens,
 }
 
 impl JwtKeys {
@@ -71,6 +73,7 @@ impl JwtKeys {
             jwks,
             issuer: Some(auth.issuer.clone()).filter(|s| !s.is_empty()),
             audience: Some(auth.audience.clone()).filter(|s| !s.is_empty()),
+            verified: VerifiedTokens::new(auth.leeway_secs),
         };
         Ok((keys, generated))
     }
@@ -87,7 +90,20 @@ impl JwtKeys {
     }
 
     /// The claims of a token signed by one of the keys and valid now (within the leeway).
+    /// A token checked before under the same keys skips the signature check.
     pub fn verify(&self, token: &str) -> Option<Claims> {
+        // Read before the check: see `VerifiedTokens::remember`.
+        let generation = self.jwks.as_ref().map_or(0, JwksFile::generation);
+        if let Some(claims) = self.verified.get(token, generation, jsonwebtoken::get_current_timestamp()) {
+            return Some(claims);
+        }
+        let claims = self.check(token)?;
+        self.verified.remember(token, &claims, generation);
+        Some(claims)
+    }
+
+    /// The full check: header, key, signature and claims.
+    fn check(&self, token: &str) -> Option<Claims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         let family = header.alg.family();
         let jwks_key;

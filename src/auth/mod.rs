@@ -3,6 +3,7 @@
 mod caller;
 mod jwks;
 mod keys;
+mod verified;
 
 pub use caller::Caller;
 pub use keys::{parse_ttl, JwtKeys, Minter};

@@ -117,7 +117,10 @@ async fn jwks_keys_are_chosen_by_kid_and_rotate_without_a_restart() {
     let token = |private: &Path, kid: Option<&str>| {
         minter(private, kid, &app.settings).mint("alice", Role::Uploader, HOUR).unwrap()
     };
-    assert_eq!(create_status(&app, &token(&first, Some("k1"))).await, 201);
+    // Used before and after the rotation: verified once, it must not outlive its key.
+    let k1_token = token(&first, Some("k1"));
+    assert_eq!(create_status(&app, &k1_token).await, 201);
+    assert_eq!(create_status(&app, &k1_token).await, 201, "the same token again");
     assert_eq!(create_status(&app, &token(&second, Some("k2"))).await, 201);
     assert_eq!(create_status(&app, &token(&first, Some("k2"))).await, 401, "signed by k1, claims k2");
     assert_eq!(create_status(&app, &token(&third, Some("k3"))).await, 401, "not published yet");
@@ -135,6 +138,7 @@ async fn jwks_keys_are_chosen_by_kid_and_rotate_without_a_restart() {
     }
     assert!(rotated, "the new key was never accepted");
     assert_eq!(create_status(&app, &token(&first, Some("k1"))).await, 401, "the retired key still works");
+    assert_eq!(create_status(&app, &k1_token).await, 401, "a token verified under the retired key still works");
     assert_eq!(create_status(&app, &token(&second, Some("k2"))).await, 201);
 
     // A broken file keeps the keys last read.
