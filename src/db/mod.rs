@@ -14,6 +14,7 @@ pub mod uploads;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use connection::on_backend;
 pub use connection::{Backend, DbConnection};
 pub use group_commit::{CommitRequest, CommitResult};
 

@@ -8,7 +8,7 @@ use super::models::{UploadRow, UploadState};
 use super::offset_update::AdvanceOpenUpload;
 use super::schema::parts::dsl as p;
 use super::schema::uploads::dsl as u;
-use super::{DbConnection, DbError};
+use super::{on_backend, DbConnection, DbError};
 
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
@@ -26,7 +26,7 @@ pub fn insert(conn: &mut DbConnection, row: &UploadRow) -> Result<(), DbError> {
 /// to a parameter marks it as depending on the bound value): 4.6 % of the server's CPU in
 /// the 64 KiB PATCH profile.
 pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<UploadRow>, DbError> {
-    Ok(u::uploads.find(id).select(UploadRow::as_select()).get_result(conn).optional()?)
+    Ok(on_backend!(conn, |c| u::uploads.find(id).select(UploadRow::as_select()).get_result(c).optional())?)
 }
 
 pub fn find_many(conn: &mut DbConnection, ids: &[String]) -> Result<Vec<UploadRow>, DbError> {
@@ -180,7 +180,7 @@ fn advance(
         // Everything else in the row is fixed while this lease is held, or (state, lease)
         // part of the compare-and-set.
         None if !progress.complete => {
-            let changed: Option<(NaiveDateTime, Option<NaiveDateTime>, Option<NaiveDateTime>)> = AdvanceOpenUpload {
+            let update = AdvanceOpenUpload {
                 id,
                 token,
                 from,
@@ -188,9 +188,9 @@ fn advance(
                 now,
                 lease_until: progress.lease_until,
                 open: UploadState::Open.as_str(),
-            }
-            .get_result(conn)
-            .optional()?;
+            };
+            let changed: Option<(NaiveDateTime, Option<NaiveDateTime>, Option<NaiveDateTime>)> =
+                on_backend!(conn, |c| update.get_result(c).optional())?;
             return Ok(changed.map(|(updated_at, lease_expires_at, expires_at)| UploadRow {
                 upload_offset: to,
                 updated_at,
