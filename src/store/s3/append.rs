@@ -50,12 +50,12 @@ impl S3Store {
             if let Some(hasher) = hasher.as_mut() {
                 hasher.update(&chunk);
             }
-            let mut rest = &chunk[..];
-            while !rest.is_empty() {
+            let mut at = 0;
+            while at < chunk.len() {
                 let room = usize::try_from(part_size - staged_len - spool.len()).unwrap_or(usize::MAX);
-                let take = room.min(rest.len());
-                spool.write(&rest[..take]).await?;
-                rest = &rest[take..];
+                let take = room.min(chunk.len() - at);
+                spool.write(chunk.slice(at..at + take)).await?;
+                at += take;
                 written += take as u64;
                 if staged_len + spool.len() == part_size {
                     let (part, folded) = self
@@ -143,8 +143,8 @@ impl S3Store {
                     .map_err(|e| s3_error("GetObject (staged)", e))?;
                 let mut stream = object.body;
                 while let Some(bytes) = stream.try_next().await.map_err(|e| StoreError::Unavailable(e.to_string()))? {
-                    assembled.write(&bytes).await?;
                     self.staged_bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    assembled.write(bytes).await?;
                 }
             }
             assembled.append_from(spool).await?;

@@ -95,11 +95,11 @@ impl S3Store {
                 .map_err(|e| s3_error("GetObject", e))?;
             let mut stream = object.body;
             while let Some(bytes) = stream.try_next().await.map_err(|e| StoreError::Unavailable(e.to_string()))? {
-                let mut rest = &bytes[..];
-                while !rest.is_empty() {
-                    let take = usize::try_from(part_size - spool.len()).unwrap_or(usize::MAX).min(rest.len());
-                    spool.write(&rest[..take]).await?;
-                    rest = &rest[take..];
+                let mut at = 0;
+                while at < bytes.len() {
+                    let take = usize::try_from(part_size - spool.len()).unwrap_or(usize::MAX).min(bytes.len() - at);
+                    spool.write(bytes.slice(at..at + take)).await?;
+                    at += take;
                     if spool.len() == part_size {
                         parts.push(self.upload_part(dest, upload_id, number, 0, 0, &mut spool).await?.0);
                         number += 1;
