@@ -13,7 +13,7 @@ use actix_web::{web, HttpMessage};
 use futures_util::StreamExt;
 
 use crate::auth::Caller;
-use crate::error::{rate_limit_headers, ApiError};
+use crate::error::ApiError;
 use crate::limits::{Decision, KeyedBuckets, Standing};
 use crate::state::AppState;
 
@@ -64,15 +64,19 @@ pub async fn rate_limit(
 
     let mut response = next.call(req).await?;
     if let Some(standing) = standing {
+        // The same three headers as `rate_limit_headers` (the 429's), without parsing their
+        // names and formatting their values into Strings on every request.
         let headers = response.headers_mut();
-        for (name, value) in rate_limit_headers(standing.limit, standing.remaining, standing.reset) {
-            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-                headers.insert(name, value);
-            }
-        }
+        headers.insert(RATE_LIMIT_LIMIT, HeaderValue::from(standing.limit));
+        headers.insert(RATE_LIMIT_REMAINING, HeaderValue::from(standing.remaining));
+        headers.insert(RATE_LIMIT_RESET, HeaderValue::from(standing.reset.as_secs_f64().ceil() as u64));
     }
     Ok(response.map_into_left_body())
 }
+
+const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATE_LIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 fn too_many(code: &'static str, message: &str, standing: Standing, retry_after: std::time::Duration) -> ApiError {
     ApiError::TooManyRequests {
