@@ -1,7 +1,8 @@
 //! The one error type at the HTTP edge: a stable machine-readable code, an HTTP status and
 //! a JSON body `{"code": "...", "message": "..."}`. Internal causes are logged, never sent.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header::{self, HeaderName};
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
@@ -171,7 +172,10 @@ impl ApiError {
             }
             ApiError::TooManyRequests { limit, remaining, reset, retry_after, .. } => {
                 headers.push((header::RETRY_AFTER.to_string(), whole_seconds(*retry_after).to_string()));
-                headers.extend(rate_limit_headers(*limit, *remaining, *reset));
+                headers.extend(
+                    rate_limit_headers(*limit, *remaining, *reset)
+                        .map(|(name, value)| (name.to_string(), value.to_string())),
+                );
             }
             _ => {}
         }
@@ -188,13 +192,13 @@ fn whole_seconds(duration: std::time::Duration) -> u64 {
 }
 
 /// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds until the limit
-/// is whole again), as in the IETF RateLimit header fields draft.
-pub fn rate_limit_headers(limit: u64, remaining: u64, reset: std::time::Duration) -> [(String, String); 3] {
-    [
-        ("RateLimit-Limit".to_owned(), limit.to_string()),
-        ("RateLimit-Remaining".to_owned(), remaining.to_string()),
-        ("RateLimit-Reset".to_owned(), reset.as_secs_f64().ceil().to_string()),
-    ]
+/// is whole again), as in the IETF RateLimit header fields draft: on every limited response
+/// and on the 429. Constant names and integer values: no parsing or formatting per request.
+pub fn rate_limit_headers(limit: u64, remaining: u64, reset: std::time::Duration) -> [(HeaderName, u64); 3] {
+    const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+    const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+    const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+    [(LIMIT, limit), (REMAINING, remaining), (RESET, reset.as_secs_f64().ceil() as u64)]
 }
 
 impl StoredResponse {

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 use futures_util::StreamExt;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{rate_limit_headers, ApiError};
 use crate::limits::{Decision, KeyedBuckets, Standing};
 use crate::state::AppState;
 
@@ -64,19 +64,13 @@ pub async fn rate_limit(
 
     let mut response = next.call(req).await?;
     if let Some(standing) = standing {
-        // The same three headers as `rate_limit_headers` (the 429's), without parsing their
-        // names and formatting their values into Strings on every request.
         let headers = response.headers_mut();
-        headers.insert(RATE_LIMIT_LIMIT, HeaderValue::from(standing.limit));
-        headers.insert(RATE_LIMIT_REMAINING, HeaderValue::from(standing.remaining));
-        headers.insert(RATE_LIMIT_RESET, HeaderValue::from(standing.reset.as_secs_f64().ceil() as u64));
+        for (name, value) in rate_limit_headers(standing.limit, standing.remaining, standing.reset) {
+            headers.insert(name, HeaderValue::from(value));
+        }
     }
     Ok(response.map_into_left_body())
 }
-
-const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-const RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-const RATE_LIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 fn too_many(code: &'static str, message: &str, standing: Standing, retry_after: std::time::Duration) -> ApiError {
     ApiError::TooManyRequests {

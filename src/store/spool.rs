@@ -8,7 +8,7 @@
 //! heap at the peak of benchmark scenario 2 on S3 (heaptrack).
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -62,12 +62,7 @@ impl Spool {
         Ok(())
     }
 
-    /// Makes every written byte visible to readers of `path()`. Writes go straight to the
-    /// file, so there is nothing left to flush; kept so callers say when they read back.
-    pub async fn sync_for_read(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-
+    /// The file, for readers: every write has reached it once `write` returned.
     pub fn path(&self) -> &Path {
         self.temp.path()
     }
@@ -78,7 +73,6 @@ impl Spool {
             file.set_len(0)?;
             // The file was opened for writing only (not append): the next write must start
             // at the beginning again.
-            use std::io::Seek;
             (&*file).seek(std::io::SeekFrom::Start(0))?;
             Ok(())
         })
@@ -103,7 +97,6 @@ mod tests {
         let mut other = Spool::new(dir.path()).await.expect("other spool");
         other.write(Bytes::from_static(b"one")).await.expect("write");
         spool.append_from(&mut other).await.expect("append");
-        spool.sync_for_read().await.expect("sync");
         assert_eq!(spool.len(), 8);
         assert_eq!(std::fs::read(spool.path()).expect("read back"), b"part one");
     }

@@ -90,7 +90,6 @@ impl S3Store {
             }
         } else if !spool.is_empty() {
             // The tail that does not fill a part: durable in S3 before it is acknowledged.
-            spool.sync_for_read().await?;
             let start = new_offset - spool.len();
             let key = format!("{}{start:020}", staged_prefix(&target.key));
             let body = ByteStream::read_from()
@@ -150,7 +149,6 @@ impl S3Store {
             assembled.append_from(spool).await?;
             (&mut assembled, segments.into_iter().map(|s| s.key).collect())
         };
-        source.sync_for_read().await?;
         let size = source.len();
         let body = ByteStream::read_from()
             .path(source.path())
