@@ -39,10 +39,13 @@ struct Ceilings {
     dd_dsync_8m: f64,
 }
 
+/// `small_only`: scenario 3 alone (`HOIST_BENCH_ONLY=small`), for A/B runs of the small-PATCH
+/// path; its ratio is then to its per-request floor, scenario 1 not being measured.
 async fn throughput_scenarios(
     store: &StoreUnderTest,
     ceilings: &Ceilings,
     file: &std::path::Path,
+    small_only: bool,
     rows: &mut Vec<Row>,
 ) {
     let (sink_rate, dd_rate) = (ceilings.sink, ceilings.dd);
@@ -56,6 +59,9 @@ async fn throughput_scenarios(
     let runs = runs_per_scenario(store);
     let mut s1_rate = 0.0;
     for (name, size, parallel, chunk) in scenarios {
+        if small_only && !name.starts_with('3') {
+            continue;
+        }
         let mut measured = Vec::new();
         for _ in 0..runs {
             measured.push(one_throughput_run(store, file, size, parallel, chunk).await);
@@ -79,7 +85,11 @@ async fn throughput_scenarios(
             // The target is against scenario 1; the per-request floors are printed beside it.
             let small = if store.fsync { ceilings.dd_dsync_64k.min(ceilings.sink_64k) } else { ceilings.sink_64k };
             let small_name = if store.fsync { "dd 64k dsync" } else { "sink, 64 KiB requests" };
-            (s1_rate, format!("scenario 1; {small_name} {}: ratio {:.2}", fmt_rate(small), rate / small))
+            if small_only {
+                (small, small_name.to_owned())
+            } else {
+                (s1_rate, format!("scenario 1; {small_name} {}: ratio {:.2}", fmt_rate(small), rate / small))
+            }
         } else if store.fsync && name.starts_with('1') {
             let reference = ceilings.dd_dsync_8m;
             (ceiling, format!("{ceiling_name}; dd 8M dsync {}: ratio {:.2}", fmt_rate(reference), rate / reference))
@@ -348,11 +358,16 @@ async fn main() {
     if let Ok(endpoint) = std::env::var("HOIST_BENCH_S3_ENDPOINT") {
         stores.push(StoreUnderTest { kind: "s3", fsync: false, s3_endpoint: Some(endpoint) });
     }
+    // HOIST_BENCH_STORE=disk or s3 keeps only that store's rows.
+    if let Ok(kind) = std::env::var("HOIST_BENCH_STORE") {
+        stores.retain(|store| store.kind == kind);
+    }
     let only = std::env::var("HOIST_BENCH_ONLY").unwrap_or_default();
     let mut rows = Vec::new();
     for store in &stores {
-        if only.is_empty() || only.contains("throughput") {
-            throughput_scenarios(store, &ceilings, &file, &mut rows).await;
+        if only.is_empty() || only.contains("throughput") || only.contains("small") {
+            let small_only = only.contains("small") && !only.contains("throughput");
+            throughput_scenarios(store, &ceilings, &file, small_only, &mut rows).await;
         }
         if only.is_empty() || only.contains("idle") {
             idle_sessions(store, &mut rows).await;
