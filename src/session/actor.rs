@@ -1,4 +1,5 @@
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,9 @@ pub struct UploadSession {
     busy: bool,
     lease: Option<Lease>,
     last_active: Instant,
+    /// Jobs sent to this session and not yet finished, shared with the registry (which
+    /// counts them in as it sends them).
+    jobs: Arc<AtomicUsize>,
 }
 
 #[derive(Message)]
@@ -29,8 +33,12 @@ pub struct UploadSession {
 pub struct Submit(pub Job);
 
 impl UploadSession {
-    pub fn new(id: UploadId, deps: Arc<SessionDeps>) -> Self {
-        UploadSession { id, deps, queue: VecDeque::new(), busy: false, lease: None, last_active: Instant::now() }
+    pub fn new(id: UploadId, deps: Arc<SessionDeps>, jobs: Arc<AtomicUsize>) -> Self {
+        UploadSession { id, deps, queue: VecDeque::new(), busy: false, lease: None, last_active: Instant::now(), jobs }
+    }
+
+    fn job_finished(&self) {
+        self.jobs.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn start_next(&mut self, ctx: &mut Context<Self>) {
@@ -39,10 +47,12 @@ impl UploadSession {
         }
         while let Some(job) = self.queue.pop_front() {
             if job.abandoned() {
+                self.job_finished();
                 continue;
             }
             let Job { kind, started, done } = job;
             if started.send(()).is_err() {
+                self.job_finished();
                 continue;
             }
             self.busy = true;
@@ -63,6 +73,7 @@ impl UploadSession {
                 act.last_active = Instant::now();
                 act.deps.in_flight.end();
                 let _ = done.send(result);
+                act.job_finished();
                 act.start_next(ctx);
             }));
             return;
@@ -74,8 +85,10 @@ impl UploadSession {
         if self.busy || !self.queue.is_empty() || self.last_active.elapsed() < idle {
             return;
         }
-        self.deps.registry_remove(&self.id, &ctx.address());
-        ctx.stop();
+        // Not while a job is on its way: it would be dropped unstarted.
+        if self.deps.retire_if_idle(&self.id, &ctx.address()) {
+            ctx.stop();
+        }
     }
 }
 

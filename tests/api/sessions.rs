@@ -125,6 +125,40 @@ async fn an_idle_session_stops_and_is_rebuilt_from_the_database(backend: Backend
 }
 on_every_backend!(an_idle_session_stops_and_is_rebuilt_from_the_database);
 
+/// A session counts the jobs sent to it: one that gave up waiting for the lock (423) must
+/// still be counted out, or the session would never idle out; and requests that arrive just
+/// as a session idles out must each find a session that runs them.
+async fn sessions_idle_out_after_abandoned_jobs_and_never_drop_a_request(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.uploads.session_idle_secs = 1).await;
+    let url = app.create_upload(1000).await;
+    let (tx, first) = slow_patch(&app, &url, 0, 2);
+    tx.send(b"a".to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(app.patch(&url, 0, b"X").await.status(), 423, "the lock wait (500 ms) runs out");
+    tx.send(b"b".to_vec()).await.unwrap();
+    drop(tx);
+    assert_eq!(first.await.unwrap().status(), 204);
+    let mut stopped = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if app.state.sessions.live_sessions() == 0 {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(stopped, "the session idled out despite the abandoned job");
+    // PATCHes spaced across the idle limit (checked every half second): each one lands,
+    // whether its session is fresh, live or just retiring.
+    let mut offset = 2;
+    for pause_ms in [900, 1000, 1100, 950, 1050, 1200, 990, 1010] {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        assert_eq!(app.patch(&url, offset, b"z").await.status(), 204, "PATCH at {offset}");
+        offset += 1;
+    }
+    assert_eq!(app.offset(&url).await, offset);
+}
+on_every_backend!(sessions_idle_out_after_abandoned_jobs_and_never_drop_a_request);
+
 /// Two processes racing at the SQL level: the lease and the offset compare-and-set let
 /// exactly one advance an upload.
 async fn two_writers_cannot_both_advance_one_upload(backend: Backend) {
