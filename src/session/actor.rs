@@ -72,8 +72,10 @@ impl UploadSession {
                 act.busy = false;
                 act.last_active = Instant::now();
                 act.deps.in_flight.end();
-                let _ = done.send(result);
+                // Counted out before the answer goes, so the request that follows it finds
+                // the session idle (the next job, if any, starts below, before any new one).
                 act.job_finished();
+                let _ = done.send(result);
                 act.start_next(ctx);
             }));
             return;

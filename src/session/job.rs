@@ -9,9 +9,9 @@ pub enum JobKind {
     Terminate,
 }
 
-/// A unit of work for a session. `started` fires when the session begins it (so the
-/// requester can stop waiting for the lock and start pumping the body), `done` with its
-/// result.
+/// A unit of work for a session. `started` fires when the session begins it (so a
+/// requester queued behind another job can stop waiting for the lock and start pumping the
+/// body; one that found the session idle does not wait for it), `done` with its result.
 pub struct Job {
     pub kind: JobKind,
     pub started: oneshot::Sender<()>,
@@ -19,7 +19,8 @@ pub struct Job {
 }
 
 impl Job {
-    /// The requester gave up waiting (lock wait timed out).
+    /// The requester went away: it gave up waiting (lock wait timed out) or its request was
+    /// dropped.
     pub fn abandoned(&self) -> bool {
         self.started.is_closed()
     }

@@ -178,12 +178,13 @@ impl SessionRegistry {
         Ok((entry.addr.clone(), idle))
     }
 
-    /// Queues an append; returns once the session has started it (the caller may then
-    /// stream the body), or 423 if another request keeps the upload busy past the wait.
+    /// Queues an append; returns at once if the session was idle, else once it has started
+    /// the append (the caller may then stream the body), or 423 if another request keeps the
+    /// upload busy past the wait.
     pub async fn append(&self, id: &UploadId, spec: AppendSpec) -> Result<Submitted, ApiError> {
         self.submit(id, || {
             let (tx, rx) = body_channel(BODY_PIPE_DEPTH, self.deps.body_budget.clone());
-            (JobKind::Append(AppendRequest { spec: spec.clone(), body: rx }), Some(tx))
+            (JobKind::Append(AppendRequest { spec, body: rx }), Some(tx))
         })
         .await
     }
@@ -196,7 +197,7 @@ impl SessionRegistry {
     async fn submit(
         &self,
         id: &UploadId,
-        make: impl Fn() -> (JobKind, Option<BodySender>),
+        make: impl FnOnce() -> (JobKind, Option<BodySender>),
     ) -> Result<Submitted, ApiError> {
         let (started_tx, started_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
