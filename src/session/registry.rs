@@ -168,8 +168,7 @@ impl SessionRegistry {
                 let addr = UploadSession::start_in_arbiter(&self.arbiter, move |_| {
                     UploadSession::new(session_id, deps, counter)
                 });
-                sessions.insert(id.clone(), SessionEntry { addr, jobs });
-                sessions.get(id).ok_or_else(|| ApiError::Internal("session registry lost an entry".into()))?
+                sessions.entry(id.clone()).insert_entry(SessionEntry { addr, jobs }).into_mut()
             }
         };
         // Counted before it is sent and under the lock: see `SessionEntry`.
@@ -182,26 +181,18 @@ impl SessionRegistry {
     /// the append (the caller may then stream the body), or 423 if another request keeps the
     /// upload busy past the wait.
     pub async fn append(&self, id: &UploadId, spec: AppendSpec) -> Result<Submitted, ApiError> {
-        self.submit(id, || {
-            let (tx, rx) = body_channel(BODY_PIPE_DEPTH, self.deps.body_budget.clone());
-            (JobKind::Append(AppendRequest { spec, body: rx }), Some(tx))
-        })
-        .await
+        let (tx, rx) = body_channel(BODY_PIPE_DEPTH, self.deps.body_budget.clone());
+        self.submit(id, JobKind::Append(AppendRequest { spec, body: rx }), Some(tx)).await
     }
 
     pub async fn terminate(&self, id: &UploadId) -> Result<UploadRow, ApiError> {
-        let submitted = self.submit(id, || (JobKind::Terminate, None)).await?;
+        let submitted = self.submit(id, JobKind::Terminate, None).await?;
         submitted.done.await.map_err(|_| ApiError::Unavailable("upload session stopped".into()))?
     }
 
-    async fn submit(
-        &self,
-        id: &UploadId,
-        make: impl FnOnce() -> (JobKind, Option<BodySender>),
-    ) -> Result<Submitted, ApiError> {
+    async fn submit(&self, id: &UploadId, kind: JobKind, body: Option<BodySender>) -> Result<Submitted, ApiError> {
         let (started_tx, started_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
-        let (kind, body) = make();
         let (addr, idle) = self.send(id, Job { kind, started: started_tx, done: done_tx })?;
         if idle {
             // Nothing is ahead of the job: the caller may stream the body now. Waiting for
