@@ -11,6 +11,7 @@ pub mod error_tracking;
 pub mod http;
 pub mod limits;
 pub mod listener;
+pub mod memory;
 pub mod metrics;
 pub mod reconcile;
 pub mod session;

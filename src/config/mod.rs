@@ -74,6 +74,8 @@ pub struct ServerSettings {
     /// Request-body bytes (MiB) all uploads together may hold in memory before Hoist stops
     /// reading their sockets until the writers catch up.
     pub body_buffer_mib: u64,
+    /// Most glibc malloc arenas (see `memory::limit_malloc_arenas`). 0: one per core.
+    pub malloc_arenas: usize,
     pub tls: TlsSettings,
 }
 
