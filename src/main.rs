@@ -84,7 +84,7 @@ fn main() -> anyhow::Result<()> {
                 settings.server.listen = listen;
             }
             // Before the logger, Sentry and the runtimes start their threads.
-            hoist::memory::limit_malloc_arenas(settings.server.malloc_arenas);
+            hoist::memory::limit_malloc_arenas(settings.server.malloc_arena_limit());
             let log = build_logger(&settings.log)?;
             // Kept until the server stops, so pending events are flushed.
             let _sentry = hoist::error_tracking::init(&settings.sentry, &settings.profile)?;

@@ -1,17 +1,13 @@
 //! How the process's allocator is set up before any thread starts.
 
-/// Caps glibc's malloc arenas at `arenas` (0: one per core). glibc gives threads arenas of
-/// their own, up to eight per core, and each arena keeps the memory freed into it for later
-/// allocations from its threads: with the HTTP workers, the sessions' thread and the
+/// Caps glibc's malloc arenas at `arenas`. glibc gives threads arenas of their own, up to
+/// eight per core, and each arena keeps the memory freed into it for later allocations from
+/// its threads: with the HTTP workers, the sessions' thread and the
 /// `hoist-io` pool all allocating for request bodies, the arenas' peaks can add up where one
 /// shared arena would have reused the same free memory. Call it before the first thread is
 /// spawned: threads already attached to an arena keep it.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn limit_malloc_arenas(arenas: usize) {
-    let arenas = match arenas {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n,
-    };
     let Ok(arenas) = libc::c_int::try_from(arenas) else { return };
     // SAFETY: mallopt only sets an allocator parameter (under the allocator's own lock) and
     // reads no memory of ours. It returns 0 on failure, which leaves glibc's default.

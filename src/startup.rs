@@ -117,10 +117,7 @@ impl Application {
         let listener =
             TcpListener::bind(settings.server.listen).with_context(|| format!("binding {}", settings.server.listen))?;
         let address = listener.local_addr()?;
-        let workers = match settings.server.workers {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
-            n => n,
-        };
+        let workers = settings.server.worker_count();
         let server_settings = settings.server.clone();
         let cors_settings = settings.cors.clone();
         let app_state = state.clone();

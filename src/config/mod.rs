@@ -74,16 +74,38 @@ pub struct ServerSettings {
     /// Request-body bytes (MiB) all uploads together may hold in memory before Hoist stops
     /// reading their sockets until the writers catch up.
     pub body_buffer_mib: u64,
-    /// Most glibc malloc arenas (see `memory::limit_malloc_arenas`). 0: one per core.
+    /// Most glibc malloc arenas (see `memory::limit_malloc_arenas`). 0: one per core
+    /// (`malloc_arena_limit`).
     pub malloc_arenas: usize,
     pub tls: TlsSettings,
 }
 
+/// This machine's cores, which the settings below scale with when set to 0.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 impl ServerSettings {
-    /// `io_threads` with 0 resolved against this machine's cores.
+    /// `workers` with 0 resolved: one per core.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => cores(),
+            n => n,
+        }
+    }
+
+    /// `io_threads` with 0 resolved: four per core, at least eight.
     pub fn io_thread_limit(&self) -> usize {
         match self.io_threads {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(4).max(8),
+            0 => cores().saturating_mul(4).max(8),
+            n => n,
+        }
+    }
+
+    /// `malloc_arenas` with 0 resolved: one per core.
+    pub fn malloc_arena_limit(&self) -> usize {
+        match self.malloc_arenas {
+            0 => cores(),
             n => n,
         }
     }
