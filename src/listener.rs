@@ -4,7 +4,8 @@
 //! reach the queue through `req.conn_data::<InterimSender>()` (installed by
 //! `on_connect_ext`), which is where `104 Upload Resumption Supported` will be sent from.
 //! The same wrapper carries each connection's [`ReadGate`], which body pumps shut while they
-//! wait for room.
+//! wait for room. TLS connections run over the wrapper too (so HTTP/1.1 over TLS gets the
+//! gate), but get no `InterimSender`: bytes queued here would bypass the TLS layer.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -12,6 +13,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use actix_rt::net::{ActixStream, Ready};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -127,6 +129,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for InterimIo<T> {
             return Poll::Pending;
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+/// So TLS can run over the wrapper (actix-tls accepts any `ActixStream`). Readiness is the
+/// socket's own; a shut gate holds the reads themselves.
+impl<T: ActixStream> ActixStream for InterimIo<T> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<Ready>> {
+        self.inner.poll_read_ready(cx)
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<Ready>> {
+        self.inner.poll_write_ready(cx)
     }
 }
 

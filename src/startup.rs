@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Arbiter;
-use actix_http::{HttpService, TlsAcceptorConfig};
+use actix_http::error::DispatchError;
+use actix_http::HttpService;
 use actix_server::{Server, ServerHandle};
 use actix_service::{fn_service, map_config, ServiceFactoryExt};
+use actix_tls::accept::rustls_0_23::Acceptor;
+use actix_tls::accept::TlsError;
 use actix_web::dev::AppConfig;
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App};
@@ -28,6 +31,7 @@ use crate::session::{run_janitor_loop, sessions_runtime, SessionRegistry, SweepP
 use crate::state::AppState;
 use crate::store::{DiskStore, S3Store, Store, StoreBackend};
 use crate::telemetry;
+use crate::tls::TlsConnection;
 
 pub struct Application {
     port: u16,
@@ -160,18 +164,32 @@ impl Application {
             })?;
         }
         let server = match tls {
-            // HTTP/2 or HTTP/1.1 by ALPN. Interim (1xx) responses other than 100 are not
-            // sent over TLS: the InterimIo seam sits on plain TCP streams only.
+            // HTTP/2 or HTTP/1.1 by ALPN, TLS over the listener's own stream wrapper so that
+            // HTTP/1.1 bodies get the read gate here too. Interim (1xx) responses other than
+            // 100 are not sent over TLS: the wrapper's interim bytes would bypass the TLS layer,
+            // so no `InterimSender` is handed out for these connections.
             Some(tls) => builder.listen("hoist-https", listener, move || {
-                HttpService::build()
+                let http = HttpService::build()
                     .keep_alive(keep_alive)
                     .client_request_timeout(request_head_timeout)
                     .local_addr(address)
-                    .finish(map_config(app(), |_| AppConfig::default()))
-                    .rustls_0_23_with_config(
-                        tls.clone(),
-                        TlsAcceptorConfig::default().handshake_timeout(request_head_timeout),
-                    )
+                    .on_connect_ext(|io: &TlsConnection, ext| {
+                        if let Some(gate) = crate::tls::http1_read_gate(io) {
+                            ext.insert::<ReadGate>(gate);
+                        }
+                    })
+                    .finish(map_config(app(), |_| AppConfig::default()));
+                let mut acceptor = Acceptor::new(tls.clone());
+                acceptor.set_handshake_timeout(request_head_timeout);
+                fn_service(|io: actix_rt::net::TcpStream| {
+                    std::future::ready(Ok::<_, TlsError<std::io::Error, DispatchError>>(InterimIo::new(io)))
+                })
+                .and_then(acceptor.map_err(TlsError::into_service_error))
+                .and_then(|io: TlsConnection| {
+                    let (protocol, peer) = (crate::tls::protocol(&io), io.get_ref().0.get_ref().peer_addr().ok());
+                    std::future::ready(Ok((io, protocol, peer)))
+                })
+                .and_then(http.map_err(TlsError::Service))
             })?,
             None => builder.listen("hoist-http", listener, move || {
                 let http = HttpService::build()

@@ -1,5 +1,6 @@
 //! The listener's TLS configuration from PEM files (rustls with aws-lc-rs, the provider
-//! the rest of the tree already builds).
+//! the rest of the tree already builds), and what the listener reads off an accepted TLS
+//! connection.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,9 +10,14 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 
-use crate::config::TlsSettings;
+use actix_http::Protocol;
+use actix_rt::net::TcpStream;
+use actix_tls::accept::rustls_0_23::TlsStream;
 
-/// TLS 1.2 and 1.3 with rustls's safe defaults; ALPN (h2, http/1.1) is added by actix-http.
+use crate::config::TlsSettings;
+use crate::listener::{InterimIo, ReadGate};
+
+/// TLS 1.2 and 1.3 with rustls's safe defaults, offering HTTP/2 and HTTP/1.1 by ALPN.
 pub fn server_config(tls: &TlsSettings) -> anyhow::Result<ServerConfig> {
     if tls.cert_file.is_empty() || tls.key_file.is_empty() {
         bail!("TLS needs both server.tls.cert_file and server.tls.key_file");
@@ -20,13 +26,38 @@ pub fn server_config(tls: &TlsSettings) -> anyhow::Result<ServerConfig> {
     let key = PrivateKeyDer::from_pem_file(&tls.key_file)
         .with_context(|| format!("reading the TLS private key {}", tls.key_file))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .context("the TLS certificate and key do not form a usable pair")?;
+    config.alpn_protocols = vec![H2.to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+const H2: &[u8] = b"h2";
+
+/// A TLS connection as the listener accepts it: TLS over the listener's own stream wrapper.
+pub type TlsConnection = TlsStream<InterimIo<TcpStream>>;
+
+/// The protocol the client chose by ALPN (HTTP/1.1 without ALPN).
+pub fn protocol(io: &TlsConnection) -> Protocol {
+    match io.get_ref().1.alpn_protocol() {
+        Some(H2) => Protocol::Http2,
+        _ => Protocol::Http1,
+    }
+}
+
+/// The read gate of an HTTP/1.1 connection under TLS (see [`ReadGate`]); shut, it holds the
+/// encrypted bytes in the kernel's socket buffer. None for HTTP/2: there one upload's pump
+/// shutting the gate would stall every other stream of the connection (a HEAD among them),
+/// and HTTP/2's own flow control already holds back each stream's body.
+pub fn http1_read_gate(io: &TlsConnection) -> Option<ReadGate> {
+    match protocol(io) {
+        Protocol::Http1 => Some(io.get_ref().0.read_gate()),
+        _ => None,
+    }
 }
 
 fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {

@@ -19,8 +19,8 @@ use crate::store::BodySender;
 /// Hands the body to the session once it has the upload's lock, and waits for the
 /// commit. If this future is dropped (the client went away, the server is shutting
 /// down) the pipe closes without `End` and the session keeps what arrived. Where the
-/// listener gave `req`'s connection a [`ReadGate`] (plain HTTP/1.1), reading it stops while
-/// a chunk waits for room, instead of actix-http buffering ahead.
+/// listener gave `req`'s connection a [`ReadGate`] (HTTP/1.1, plain or over TLS), reading
+/// it stops while a chunk waits for room, instead of actix-http buffering ahead.
 pub async fn append_body<S, E>(
     state: &AppState,
     id: &UploadId,
