@@ -70,3 +70,77 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     }
     Ok(certs)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use rustls::pki_types::ServerName;
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    fn self_signed(dir: &Path) -> TlsSettings {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let status = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl runs (scripts/install-test-deps)");
+        assert!(status.success());
+        let path = |p: std::path::PathBuf| p.to_str().expect("utf-8 temp path").to_owned();
+        TlsSettings { cert_file: path(cert), key_file: path(key), hsts_max_age_secs: 0 }
+    }
+
+    /// A real TLS handshake on loopback, the client offering `alpn`, the server accepting
+    /// over the listener's stream wrapper as the listener does: what the listener then reads
+    /// off the connection.
+    async fn accepted_offering(alpn: &[&[u8]]) -> (Protocol, bool) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = self_signed(dir.path());
+        let server = Arc::new(server_config(&settings).expect("server config"));
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in read_certs(Path::new(&settings.cert_file)).expect("certificate") {
+            roots.add(cert).expect("trusted");
+        }
+        let mut client =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        client.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let connecting = async {
+            let tcp = tokio::net::TcpStream::connect(address).await.expect("connect");
+            let name = ServerName::try_from("localhost").expect("name");
+            let mut tls =
+                tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await.expect("handshake");
+            tls.flush().await.expect("flush");
+            tls
+        };
+        let accepting = async {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let tls = tokio_rustls::TlsAcceptor::from(server).accept(InterimIo::new(tcp)).await.expect("handshake");
+            TlsConnection::from(tls)
+        };
+        let (_client, connection) = tokio::join!(connecting, accepting);
+        (protocol(&connection), http1_read_gate(&connection).is_some())
+    }
+
+    #[tokio::test]
+    async fn http1_over_tls_gets_the_read_gate_and_http2_does_not() {
+        assert_eq!(accepted_offering(&[b"http/1.1"]).await, (Protocol::Http1, true));
+        assert_eq!(accepted_offering(&[b"h2", b"http/1.1"]).await, (Protocol::Http2, false));
+        // A client that offers no ALPN speaks HTTP/1.1.
+        assert_eq!(accepted_offering(&[]).await, (Protocol::Http1, true));
+    }
+}
