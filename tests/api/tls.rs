@@ -1,10 +1,20 @@
 //! HTTPS on the listener with a self-signed certificate made by openssl: an upload over
-//! HTTP/2 and over HTTP/1.1, HSTS, https Locations, and no plaintext on the TLS port. And TLS
-//! on the way to PostgreSQL, through the libpq built into the binary.
+//! HTTP/2 and over HTTP/1.1, HSTS, https Locations, no plaintext on the TLS port, and the read
+//! gate on HTTP/1.1 over TLS only. And TLS on the way to PostgreSQL, through the libpq built
+//! into the binary.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+
+use actix_http::Protocol;
+use hoist::config::TlsSettings;
+use hoist::listener::InterimIo;
+use hoist::tls::TlsConnection;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::AsyncWriteExt;
 
 use diesel::sql_types::{BigInt, Bool};
 use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -103,6 +113,52 @@ async fn uploads_work_over_https_with_http2_and_http1() {
     // The TLS port speaks no plaintext HTTP.
     let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{}/health/live", app.port)).send().await;
     assert!(plain.map(|r| r.status() != 200).unwrap_or(true), "plaintext answered on the TLS port");
+}
+
+/// A real TLS handshake on loopback, the client offering `alpn`, accepted over the
+/// listener's stream wrapper as the listener does: the protocol the listener then reads off
+/// the connection, and whether it gets the read gate.
+async fn accepted_offering(alpn: &[&[u8]]) -> (Protocol, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = self_signed(dir.path());
+    let settings = TlsSettings { cert_file: cert_file.clone(), key_file, hsts_max_age_secs: 0 };
+    let server = Arc::new(hoist::tls::server_config(&settings).unwrap());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&cert_file).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut client =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    client.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connecting = async {
+        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await.unwrap();
+        tls.flush().await.unwrap();
+        tls
+    };
+    let accepting = async {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let tls = tokio_rustls::TlsAcceptor::from(server).accept(InterimIo::new(tcp)).await.unwrap();
+        TlsConnection::from(tls)
+    };
+    let (_client, connection) = tokio::join!(connecting, accepting);
+    (hoist::tls::protocol(&connection), hoist::tls::http1_read_gate(&connection).is_some())
+}
+
+#[actix_rt::test]
+async fn http1_over_tls_gets_the_read_gate_and_http2_does_not() {
+    assert_eq!(accepted_offering(&[b"http/1.1"]).await, (Protocol::Http1, true));
+    assert_eq!(accepted_offering(&[b"h2", b"http/1.1"]).await, (Protocol::Http2, false));
+    // A client that offers no ALPN speaks HTTP/1.1.
+    assert_eq!(accepted_offering(&[]).await, (Protocol::Http1, true));
 }
 
 #[actix_rt::test]
