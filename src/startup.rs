@@ -145,6 +145,10 @@ impl Application {
                 .configure(|cfg| routes::configure(cfg, metrics_on_main))
         };
         let keep_alive = Duration::from_secs(settings.server.keep_alive_secs);
+        // HTTP/2 bodies get no read gate (one stream's would stall the others): what bounds
+        // them is the window each stream and connection may have in flight unread.
+        let (h2_stream_window, h2_connection_window) =
+            (settings.server.h2_stream_window(), settings.server.h2_connection_window());
         let request_head_timeout = Duration::from_millis(settings.server.client_request_timeout_ms);
         let mut builder =
             Server::build().workers(workers).shutdown_timeout(settings.server.shutdown_grace_secs).disable_signals();
@@ -173,6 +177,8 @@ impl Application {
                     .keep_alive(keep_alive)
                     .client_request_timeout(request_head_timeout)
                     .local_addr(address)
+                    .h2_initial_window_size(h2_stream_window)
+                    .h2_initial_connection_window_size(h2_connection_window)
                     .on_connect_ext(|io: &TlsConnection, ext| {
                         if let Some(gate) = crate::tls::http1_read_gate(io) {
                             ext.insert::<ReadGate>(gate);
@@ -182,6 +188,7 @@ impl Application {
                 let mut acceptor = Acceptor::new(tls.clone());
                 acceptor.set_handshake_timeout(request_head_timeout);
                 fn_service(|io: actix_rt::net::TcpStream| {
+                    without_nagle(&io);
                     std::future::ready(Ok::<_, TlsError<std::io::Error, DispatchError>>(InterimIo::new(io)))
                 })
                 .and_then(acceptor.map_err(TlsError::into_service_error))
@@ -202,6 +209,7 @@ impl Application {
                     })
                     .h1(map_config(app(), |_| AppConfig::default()));
                 fn_service(|io: actix_rt::net::TcpStream| {
+                    without_nagle(&io);
                     let peer = io.peer_addr().ok();
                     std::future::ready(Ok::<_, actix_http::error::DispatchError>((InterimIo::new(io), peer)))
                 })
@@ -292,4 +300,13 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Small writes go out at once. With Nagle's algorithm a small write waits while an earlier
+/// one is unacknowledged, and clients delay their ACKs: each HTTP/2 WINDOW_UPDATE waited so,
+/// once per window of every HTTP/2 upload (one 64 MiB PATCH over HTTP/2 with the default
+/// windows: 157-224 MB/s with Nagle, 576-674 without). actix-http leaves the option alone.
+fn without_nagle(io: &actix_rt::net::TcpStream) {
+    // A socket that refuses the option still works, with Nagle.
+    let _ = io.set_nodelay(true);
 }

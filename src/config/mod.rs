@@ -77,6 +77,11 @@ pub struct ServerSettings {
     /// Most glibc malloc arenas (see `memory::limit_malloc_arenas`). 0: one per core
     /// (`malloc_arena_limit`).
     pub malloc_arenas: usize,
+    /// HTTP/2 flow-control window (KiB) of each request stream: the body bytes one HTTP/2
+    /// upload may have in flight before it is read. HTTP/1.1 bodies wait in the socket instead.
+    pub h2_stream_window_kib: u32,
+    /// HTTP/2 flow-control window (KiB) of a whole connection, all its streams together.
+    pub h2_connection_window_kib: u32,
     pub tls: TlsSettings,
 }
 
@@ -102,6 +107,17 @@ impl ServerSettings {
         }
     }
 
+    /// `h2_stream_window_kib` in bytes, within what HTTP/2 allows (at most 2^31 - 1) and at
+    /// least 16 KiB (one frame).
+    pub fn h2_stream_window(&self) -> u32 {
+        h2_window_bytes(self.h2_stream_window_kib)
+    }
+
+    /// `h2_connection_window_kib` in bytes, never below one stream's window.
+    pub fn h2_connection_window(&self) -> u32 {
+        h2_window_bytes(self.h2_connection_window_kib).max(self.h2_stream_window())
+    }
+
     /// `malloc_arenas` with 0 resolved: one per core.
     pub fn malloc_arena_limit(&self) -> usize {
         match self.malloc_arenas {
@@ -109,6 +125,11 @@ impl ServerSettings {
             n => n,
         }
     }
+}
+
+fn h2_window_bytes(kib: u32) -> u32 {
+    const MAX_WINDOW: u32 = (1 << 31) - 1;
+    kib.max(16).saturating_mul(1024).min(MAX_WINDOW)
 }
 
 /// TLS on the listener: both paths set turns it on (HTTP/2 and HTTP/1.1 by ALPN, HSTS).

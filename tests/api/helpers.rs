@@ -300,3 +300,44 @@ pub async fn error_code(response: Response) -> String {
 pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
+
+/// Whether the server's end of the loopback connection from `client` to `server_port` has
+/// `TCP_NODELAY` set, read off the socket itself: the app runs in this process, so its
+/// accepted sockets are among this process's descriptors. None: no such socket was found.
+pub fn server_end_has_nodelay(server_port: u16, client: std::net::SocketAddr) -> Option<bool> {
+    let port_of = |fd: i32, peer: bool| -> Option<u16> {
+        // SAFETY: a zeroed sockaddr_in is a valid value, and both calls write at most `len`
+        // bytes into it; a descriptor that is not an IPv4 socket just fails or is skipped.
+        unsafe {
+            let mut address: libc::sockaddr_in = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let address_ptr = (&mut address as *mut libc::sockaddr_in).cast::<libc::sockaddr>();
+            let result = if peer {
+                libc::getpeername(fd, address_ptr, &mut len)
+            } else {
+                libc::getsockname(fd, address_ptr, &mut len)
+            };
+            (result == 0 && i32::from(address.sin_family) == libc::AF_INET).then(|| u16::from_be(address.sin_port))
+        }
+    };
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
+        if port_of(fd, false) != Some(server_port) || port_of(fd, true) != Some(client.port()) {
+            continue;
+        }
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `value`.
+        let result = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        return (result == 0).then_some(value != 0);
+    }
+    None
+}

@@ -24,4 +24,5 @@ mod s3;
 mod sentry;
 mod sessions;
 mod tls;
+mod transport;
 mod tus_core;

@@ -14,7 +14,7 @@ use hoist::listener::InterimIo;
 use hoist::tls::TlsConnection;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use diesel::sql_types::{BigInt, Bool};
 use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -115,16 +115,14 @@ async fn uploads_work_over_https_with_http2_and_http1() {
     assert!(plain.map(|r| r.status() != 200).unwrap_or(true), "plaintext answered on the TLS port");
 }
 
-/// A real TLS handshake on loopback, the client offering `alpn`, accepted over the
-/// listener's stream wrapper as the listener does: the protocol the listener then reads off
-/// the connection, and whether it gets the read gate.
-async fn accepted_offering(alpn: &[&[u8]]) -> (Protocol, bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_file, key_file) = self_signed(dir.path());
-    let settings = TlsSettings { cert_file: cert_file.clone(), key_file, hsts_max_age_secs: 0 };
-    let server = Arc::new(hoist::tls::server_config(&settings).unwrap());
+/// A TLS client connection to `address` that trusts `cert_file`, offering `alpn`.
+async fn connect_tls(
+    address: SocketAddr,
+    cert_file: &str,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&cert_file).unwrap() {
+    for cert in CertificateDer::pem_file_iter(cert_file).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
     let mut client =
@@ -134,13 +132,23 @@ async fn accepted_offering(alpn: &[&[u8]]) -> (Protocol, bool) {
             .with_root_certificates(roots)
             .with_no_client_auth();
     client.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await.unwrap()
+}
 
+/// A real TLS handshake on loopback, the client offering `alpn`, accepted over the
+/// listener's stream wrapper as the listener does: the protocol the listener then reads off
+/// the connection, and whether it gets the read gate.
+async fn accepted_offering(alpn: &[&[u8]]) -> (Protocol, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = self_signed(dir.path());
+    let settings = TlsSettings { cert_file: cert_file.clone(), key_file, hsts_max_age_secs: 0 };
+    let server = Arc::new(hoist::tls::server_config(&settings).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let connecting = async {
-        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-        let name = ServerName::try_from("localhost").unwrap();
-        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await.unwrap();
+        let mut tls = connect_tls(address, &cert_file, alpn).await;
         tls.flush().await.unwrap();
         tls
     };
@@ -159,6 +167,68 @@ async fn http1_over_tls_gets_the_read_gate_and_http2_does_not() {
     assert_eq!(accepted_offering(&[b"h2", b"http/1.1"]).await, (Protocol::Http2, false));
     // A client that offers no ALPN speaks HTTP/1.1.
     assert_eq!(accepted_offering(&[]).await, (Protocol::Http1, true));
+}
+
+/// The windows an HTTP/2 server announces as a connection opens: its SETTINGS'
+/// `INITIAL_WINDOW_SIZE` (each stream's) and its connection-level WINDOW_UPDATE increment
+/// (added to the protocol's initial 65,535 bytes).
+async fn announced_h2_windows(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> (u32, u32) {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+    tls.write_all(PREFACE).await.unwrap();
+    tls.write_all(&EMPTY_SETTINGS).await.unwrap();
+    tls.flush().await.unwrap();
+    let (mut stream_window, mut connection_increment) = (None, None);
+    while stream_window.is_none() || connection_increment.is_none() {
+        let mut header = [0u8; 9];
+        tls.read_exact(&mut header).await.unwrap();
+        let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let (kind, flags) = (header[3], header[4]);
+        let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; length];
+        tls.read_exact(&mut payload).await.unwrap();
+        match kind {
+            // SETTINGS, not its ACK: six bytes per setting; 0x4 is INITIAL_WINDOW_SIZE, which
+            // stays 65,535 when the server does not send it.
+            0x4 if flags & 0x1 == 0 => {
+                let initial = payload
+                    .chunks_exact(6)
+                    .find(|setting| setting[..2] == [0, 0x4])
+                    .map_or(65_535, |setting| u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]));
+                stream_window = Some(initial);
+            }
+            0x8 if stream == 0 => {
+                connection_increment =
+                    Some(u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff);
+            }
+            _ => {}
+        }
+    }
+    (stream_window.unwrap_or_default(), connection_increment.unwrap_or_default())
+}
+
+/// HTTP/2 bodies have no read gate: the windows bound what each stream and connection can
+/// hold unread, so they must be the configured ones. And the server's socket must have
+/// Nagle off: each WINDOW_UPDATE is a small write, and held behind an unacknowledged one it
+/// waited for the client's delayed ACK, every window of every upload.
+#[actix_rt::test]
+async fn http2_announces_the_configured_windows_over_a_socket_without_nagle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.tls.cert_file = cert.clone();
+        s.server.tls.key_file = key.clone();
+        s.server.h2_stream_window_kib = 256;
+        s.server.h2_connection_window_kib = 768;
+    })
+    .await;
+    let mut tls = connect_tls(SocketAddr::from(([127, 0, 0, 1], app.port)), &cert, &[b"h2"]).await;
+    let windows = tokio::time::timeout(std::time::Duration::from_secs(10), announced_h2_windows(&mut tls))
+        .await
+        .expect("the server's SETTINGS and connection WINDOW_UPDATE");
+    assert_eq!(windows, (256 * 1024, 768 * 1024 - 65_535));
+    let client = tls.get_ref().0.local_addr().unwrap();
+    assert_eq!(crate::helpers::server_end_has_nodelay(app.port, client), Some(true));
 }
 
 #[actix_rt::test]
