@@ -198,7 +198,10 @@ impl DiskStore {
 /// usually): the HTTP layer hands bodies over in pieces of up to 32 KiB, and a `write` per
 /// piece cost a syscall each (two per 64 KiB PATCH, sixteen per 512 KiB batch).
 fn write_all_vectored(file: &mut File, chunks: &[BodyChunk]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|chunk| IoSlice::new(chunk)).collect();
+    // Empty pieces are left out: a `writev` of nothing but empty ones returns 0, which would
+    // read as a file that takes no more bytes (an HTTP/2 body's last DATA frame is often empty).
+    let mut slices: Vec<IoSlice<'_>> =
+        chunks.iter().filter(|chunk| !chunk.is_empty()).map(|chunk| IoSlice::new(chunk)).collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
         match file.write_vectored(rest) {
@@ -310,5 +313,23 @@ mod tests {
         write_all_vectored(&mut file, &chunks).expect("write");
         drop(file);
         assert_eq!(std::fs::read(&path).expect("read back"), expected);
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_nothing_but_empty_chunks_writes_nothing_and_succeeds() {
+        let (tx, mut rx) = body_channel(4, BodyBudget::new(1024));
+        let mut chunks = Vec::new();
+        for _ in 0..2 {
+            tx.send_data(Bytes::new()).await.expect("pipe open");
+            let BodyEvent::Data(chunk) = rx.next().await else { panic!("expected data") };
+            chunks.push(chunk);
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("upload");
+        let mut file = File::create(&path).expect("create");
+        file.write_all(b"kept").expect("first bytes");
+        write_all_vectored(&mut file, &chunks).expect("an empty batch is no error");
+        drop(file);
+        assert_eq!(std::fs::read(&path).expect("read back"), b"kept");
     }
 }

@@ -231,6 +231,54 @@ async fn http2_announces_the_configured_windows_over_a_socket_without_nagle() {
     assert_eq!(crate::helpers::server_end_has_nodelay(app.port, client), Some(true));
 }
 
+/// A streamed HTTP/2 request body ends with an empty DATA frame carrying END_STREAM (hyper's
+/// way, so reqwest's, and other clients'): an empty last piece must end the body, not fail the
+/// write. A body that is a whole number of the store's write batches (512 KiB) left that
+/// empty piece alone in the last batch, and the PATCH got 503.
+#[actix_rt::test]
+async fn an_http2_body_ending_in_an_empty_data_frame_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.tls.cert_file = cert.clone();
+        s.server.tls.key_file = key.clone();
+    })
+    .await;
+    let client = https_client(&app, &cert, false);
+    let base = format!("https://localhost:{}", app.port);
+    let body = bytes(1024 * 1024, 3);
+    let created = client
+        .post(format!("{base}/files"))
+        .bearer_auth(&app.alice)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", body.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let url = location(&created);
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(256 * 1024).map(|piece| Ok(piece.to_vec())).collect();
+    let patch = client
+        .request(Method::PATCH, &url)
+        .bearer_auth(&app.alice)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Content-Length", body.len().to_string())
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(pieces)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.version(), Version::HTTP_2);
+    assert_eq!(patch.status(), 204, "{:?}", patch.text().await);
+    let head = client.head(&url).bearer_auth(&app.alice).header("Tus-Resumable", "1.0.0").send().await.unwrap();
+    assert_eq!(header_u64(head.headers(), "Upload-Offset"), body.len() as u64);
+    let redirect = client.get(&url).bearer_auth(&app.alice).send().await.unwrap();
+    let downloaded = client.get(location(&redirect)).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(downloaded.as_ref(), body.as_slice());
+}
+
 #[actix_rt::test]
 async fn without_tls_no_hsts_is_sent_and_public_url_sets_locations() {
     let app =
