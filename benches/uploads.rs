@@ -136,8 +136,21 @@ async fn one_throughput_run(
     parallel: usize,
     chunk: u64,
 ) -> ThroughputRun {
-    let server = Server::start(&ServerConfig::for_store(store)).await;
-    let client = Client::new(&server).await;
+    one_run_on(ServerConfig::for_store(store), false, file, size, parallel, chunk).await
+}
+
+/// One throughput run on a fresh server started with `config`; over TLS the client speaks
+/// HTTP/2 unless `http1_only`.
+async fn one_run_on(
+    config: ServerConfig,
+    http1_only: bool,
+    file: &std::path::Path,
+    size: u64,
+    parallel: usize,
+    chunk: u64,
+) -> ThroughputRun {
+    let server = Server::start(&config).await;
+    let client = Client::speaking(&server, http1_only).await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..parallel {
@@ -152,6 +165,47 @@ async fn one_throughput_run(
     let rate = (size * parallel as u64) as f64 / started.elapsed().as_secs_f64();
     let (rss_mib, cpu_s) = server.stop();
     ThroughputRun { rate, rss_mib, cpu_s }
+}
+
+/// Scenario 1 over HTTPS, on HTTP/1.1 and on HTTP/2: what TLS costs against the same upload
+/// over plain HTTP (measured beside it in this function, so the ratio is of one moment), and
+/// what HTTP/2's framing and flow control cost against HTTP/1.1 over TLS. Not among the
+/// issue's targets; here so that a regression on either protocol shows.
+async fn tls_scenarios(store: &StoreUnderTest, file: &std::path::Path, rows: &mut Vec<Row>) {
+    let certificates = tempfile::tempdir().expect("certificate dir");
+    let (cert, key) = bench_support::self_signed_certificate(certificates.path());
+    let (size, chunk) = (512 * MIB, 8 * MIB);
+    let runs = runs_per_scenario(store);
+    let mut medians: Vec<ThroughputRun> = Vec::new();
+    // Plain HTTP/1.1, then HTTP/1.1 and HTTP/2 over TLS.
+    for (tls, http1_only) in [(false, true), (true, true), (true, false)] {
+        let mut measured = Vec::new();
+        for _ in 0..runs {
+            let config = ServerConfig::for_store(store);
+            let config = if tls { config.with_tls(&cert, &key) } else { config };
+            measured.push(one_run_on(config, http1_only, file, size, 1, chunk).await);
+        }
+        measured.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        let peak = measured.iter().map(|run| run.rss_mib).fold(0.0, f64::max);
+        let median = measured.swap_remove(measured.len() / 2);
+        medians.push(ThroughputRun { rss_mib: peak, ..median });
+    }
+    let plain = &medians[0];
+    let (https1, https2) = (&medians[1], &medians[2]);
+    for (name, run, reference, reference_name) in [
+        ("7: scenario 1 over HTTPS, HTTP/1.1", https1, plain, "scenario 1 over plain HTTP, this function's runs"),
+        ("7: scenario 1 over HTTPS, HTTP/2", https2, https1, "the same over HTTPS, HTTP/1.1"),
+    ] {
+        rows.push(Row {
+            scenario: name,
+            store: store.label(),
+            value: format!("{} (median of {runs})", fmt_rate(run.rate)),
+            ceiling: format!("{} ({reference_name})", fmt_rate(reference.rate)),
+            ratio: format!("{:.2}", run.rate / reference.rate),
+            rss_mib: run.rss_mib,
+            cpu_s: run.cpu_s,
+        });
+    }
 }
 
 async fn idle_sessions(store: &StoreUnderTest, rows: &mut Vec<Row>) {
@@ -368,6 +422,10 @@ async fn main() {
         if only.is_empty() || only.contains("throughput") || only.contains("small") {
             let small_only = only.contains("small") && !only.contains("throughput");
             throughput_scenarios(store, &ceilings, &file, small_only, &mut rows).await;
+        }
+        // On the disk store with fsync on only: TLS and the protocol are the same on every store.
+        if (only.is_empty() && store.kind == "disk" && store.fsync) || only.contains("tls") {
+            tls_scenarios(store, &file, &mut rows).await;
         }
         if only.is_empty() || only.contains("idle") {
             idle_sessions(store, &mut rows).await;

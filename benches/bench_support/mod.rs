@@ -31,6 +31,41 @@ impl StoreUnderTest {
 pub struct ServerConfig {
     env: Vec<(String, String)>,
     s3: Option<(String, String)>,
+    /// HTTPS with this self-signed certificate (PEM), which the clients trust.
+    tls_cert: Option<std::path::PathBuf>,
+}
+
+/// A self-signed certificate for `localhost` and its key, made by openssl in `dir`.
+pub fn self_signed_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        // A leaf, not a CA: rustls refuses a CA certificate as the server's own.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success(), "openssl made no certificate");
+    (cert, key)
+}
+
+/// An HTTP client for the server: over TLS it trusts the server's certificate, reaches
+/// `localhost` on loopback, and speaks HTTP/1.1 only when `http1_only`.
+fn http_client(tls_cert: Option<&Path>, port: u16, http1_only: bool) -> reqwest::Client {
+    let Some(cert) = tls_cert else { return reqwest::Client::new() };
+    let pem = std::fs::read(cert).expect("certificate");
+    let mut builder = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
+        .resolve("localhost", std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    if http1_only {
+        builder = builder.http1_only();
+    }
+    builder.build().expect("HTTPS client")
 }
 
 impl ServerConfig {
@@ -50,7 +85,15 @@ impl ServerConfig {
             ]);
             (endpoint.clone(), bucket)
         });
-        ServerConfig { env, s3 }
+        ServerConfig { env, s3, tls_cert: None }
+    }
+
+    /// HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with `cert` and `key`.
+    pub fn with_tls(mut self, cert: &Path, key: &Path) -> ServerConfig {
+        self.env.push(("HOIST__SERVER__TLS__CERT_FILE".to_owned(), cert.display().to_string()));
+        self.env.push(("HOIST__SERVER__TLS__KEY_FILE".to_owned(), key.display().to_string()));
+        self.tls_cert = Some(cert.to_path_buf());
+        self
     }
 
     /// One more setting (`HOIST__…`) for this server.
@@ -63,6 +106,8 @@ impl ServerConfig {
 pub struct Server {
     child: Child,
     pub base: String,
+    port: u16,
+    tls_cert: Option<std::path::PathBuf>,
     data_dir: tempfile::TempDir,
     env: Vec<(String, String)>,
 }
@@ -107,17 +152,23 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .expect("start hoist");
-        let server = Server { child, base: format!("http://127.0.0.1:{port}"), data_dir, env };
-        let probe = reqwest::Client::new();
+        let base = match config.tls_cert {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://127.0.0.1:{port}"),
+        };
+        let tls_cert = config.tls_cert.clone();
+        let probe = http_client(tls_cert.as_deref(), port, false);
+        let server = Server { child, base, port, tls_cert, data_dir, env };
+        let mut last = String::new();
         for _ in 0..200 {
-            if let Ok(r) = probe.get(format!("{}/health/ready", server.base)).send().await {
-                if r.status() == 200 {
-                    return server;
-                }
+            match probe.get(format!("{}/health/ready", server.base)).send().await {
+                Ok(r) if r.status() == 200 => return server,
+                Ok(r) => last = format!("status {}", r.status()),
+                Err(err) => last = format!("{err:?}"),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("hoist did not become ready");
+        panic!("hoist did not become ready at {}: {last}", server.base);
     }
 
     fn token(&self) -> String {
@@ -167,7 +218,14 @@ pub struct Client {
 
 impl Client {
     pub async fn new(server: &Server) -> Client {
-        Client { http: reqwest::Client::new(), base: server.base.clone(), token: server.token(), sink: false }
+        Client::speaking(server, false).await
+    }
+
+    /// A client of `server` that speaks HTTP/1.1 only when `http1_only` (over TLS, HTTP/2
+    /// otherwise; plain HTTP is always HTTP/1.1).
+    pub async fn speaking(server: &Server, http1_only: bool) -> Client {
+        let http = http_client(server.tls_cert.as_deref(), server.port, http1_only);
+        Client { http, base: server.base.clone(), token: server.token(), sink: false }
     }
 
     /// The same server and token over connections of its own: for a probe that runs on
