@@ -55,18 +55,55 @@ fn https_client(app: &TestApp, cert: &str, http1_only: bool) -> reqwest::Client 
     builder.build().unwrap()
 }
 
-async fn upload_over(app: &TestApp, client: &reqwest::Client, version: Version) {
-    let base = format!("https://localhost:{}", app.port);
-    let body = bytes(3 * 1024 * 1024 + 17, 9);
+/// An app serving HTTPS with a self-signed certificate (kept in the returned directory), with
+/// `tweak` applied to its settings; and the certificate's path.
+async fn spawn_tls_app(tweak: impl FnOnce(&mut hoist::config::Settings)) -> (TestApp, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.tls.cert_file = cert.clone();
+        s.server.tls.key_file = key;
+        tweak(s);
+    })
+    .await;
+    (app, cert, dir)
+}
+
+fn https_base(app: &TestApp) -> String {
+    format!("https://localhost:{}", app.port)
+}
+
+/// Creates an upload of `length` bytes over `client`, asserting 201.
+async fn create_over(app: &TestApp, client: &reqwest::Client, length: usize) -> reqwest::Response {
     let created = client
-        .post(format!("{base}/files"))
+        .post(format!("{}/files", https_base(app)))
         .bearer_auth(&app.alice)
         .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", body.len().to_string())
+        .header("Upload-Length", length.to_string())
         .send()
         .await
         .expect("POST over TLS");
     assert_eq!(created.status(), 201);
+    created
+}
+
+/// The upload at `url` holds `body`, by its offset and by its download; returns the signed
+/// download URL it was redirected to.
+async fn assert_stored(app: &TestApp, client: &reqwest::Client, url: &str, body: &[u8]) -> String {
+    let head = client.head(url).bearer_auth(&app.alice).header("Tus-Resumable", "1.0.0").send().await.unwrap();
+    assert_eq!(header_u64(head.headers(), "Upload-Offset"), body.len() as u64);
+    let redirect = client.get(url).bearer_auth(&app.alice).send().await.unwrap();
+    assert_eq!(redirect.status(), 307);
+    let signed = location(&redirect);
+    let downloaded = client.get(&signed).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(downloaded.as_ref(), body);
+    signed
+}
+
+async fn upload_over(app: &TestApp, client: &reqwest::Client, version: Version) {
+    let base = https_base(app);
+    let body = bytes(3 * 1024 * 1024 + 17, 9);
+    let created = create_over(app, client, body.len()).await;
     assert_eq!(created.version(), version);
     let hsts = created.headers().get("Strict-Transport-Security").expect("HSTS").to_str().unwrap().to_owned();
     assert_eq!(hsts, "max-age=31536000");
@@ -87,26 +124,13 @@ async fn upload_over(app: &TestApp, client: &reqwest::Client, version: Version) 
             .unwrap();
         assert_eq!(patch.status(), 204);
     }
-    let head = client.head(&url).bearer_auth(&app.alice).header("Tus-Resumable", "1.0.0").send().await.unwrap();
-    assert_eq!(header_u64(head.headers(), "Upload-Offset"), body.len() as u64);
-
-    let redirect = client.get(&url).bearer_auth(&app.alice).send().await.unwrap();
-    assert_eq!(redirect.status(), 307);
-    let signed = location(&redirect);
+    let signed = assert_stored(app, client, &url, &body).await;
     assert!(signed.starts_with(&format!("{base}/downloads/")), "{signed}");
-    let downloaded = client.get(signed).send().await.unwrap().bytes().await.unwrap();
-    assert_eq!(downloaded.as_ref(), body.as_slice());
 }
 
 #[actix_rt::test]
 async fn uploads_work_over_https_with_http2_and_http1() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed(dir.path());
-    let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.server.tls.cert_file = cert.clone();
-        s.server.tls.key_file = key.clone();
-    })
-    .await;
+    let (app, cert, _dir) = spawn_tls_app(|_| {}).await;
     upload_over(&app, &https_client(&app, &cert, false), Version::HTTP_2).await;
     upload_over(&app, &https_client(&app, &cert, true), Version::HTTP_11).await;
 
@@ -213,11 +237,7 @@ async fn announced_h2_windows(tls: &mut tokio_rustls::client::TlsStream<tokio::n
 /// waited for the client's delayed ACK, every window of every upload.
 #[actix_rt::test]
 async fn http2_announces_the_configured_windows_over_a_socket_without_nagle() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed(dir.path());
-    let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.server.tls.cert_file = cert.clone();
-        s.server.tls.key_file = key.clone();
+    let (app, cert, _dir) = spawn_tls_app(|s| {
         s.server.h2_stream_window_kib = 256;
         s.server.h2_connection_window_kib = 768;
     })
@@ -237,26 +257,10 @@ async fn http2_announces_the_configured_windows_over_a_socket_without_nagle() {
 /// empty piece alone in the last batch, and the PATCH got 503.
 #[actix_rt::test]
 async fn an_http2_body_ending_in_an_empty_data_frame_is_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed(dir.path());
-    let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.server.tls.cert_file = cert.clone();
-        s.server.tls.key_file = key.clone();
-    })
-    .await;
+    let (app, cert, _dir) = spawn_tls_app(|_| {}).await;
     let client = https_client(&app, &cert, false);
-    let base = format!("https://localhost:{}", app.port);
     let body = bytes(1024 * 1024, 3);
-    let created = client
-        .post(format!("{base}/files"))
-        .bearer_auth(&app.alice)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", body.len().to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let url = location(&created);
+    let url = location(&create_over(&app, &client, body.len()).await);
     let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
         body.chunks(256 * 1024).map(|piece| Ok(piece.to_vec())).collect();
     let patch = client
@@ -272,11 +276,7 @@ async fn an_http2_body_ending_in_an_empty_data_frame_is_stored() {
         .unwrap();
     assert_eq!(patch.version(), Version::HTTP_2);
     assert_eq!(patch.status(), 204, "{:?}", patch.text().await);
-    let head = client.head(&url).bearer_auth(&app.alice).header("Tus-Resumable", "1.0.0").send().await.unwrap();
-    assert_eq!(header_u64(head.headers(), "Upload-Offset"), body.len() as u64);
-    let redirect = client.get(&url).bearer_auth(&app.alice).send().await.unwrap();
-    let downloaded = client.get(location(&redirect)).send().await.unwrap().bytes().await.unwrap();
-    assert_eq!(downloaded.as_ref(), body.as_slice());
+    assert_stored(&app, &client, &url, &body).await;
 }
 
 #[actix_rt::test]
