@@ -66,21 +66,9 @@ async fn throughput_scenarios(
         for _ in 0..runs {
             measured.push(one_throughput_run(store, file, size, parallel, chunk).await);
         }
-        // The median run stands for the scenario (its rate and CPU); the peak RSS is the
-        // highest of all runs, since the target is a bound, not a typical figure.
-        measured.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-        let median = &measured[measured.len() / 2];
-        let (rate, cpu) = (median.rate, median.cpu_s);
-        let rss = measured.iter().map(|run| run.rss_mib).fold(0.0, f64::max);
-        let value = match measured.len() {
-            1 => fmt_rate(rate),
-            n => format!(
-                "{} (median of {n}; {} to {})",
-                fmt_rate(rate),
-                fmt_rate(measured[0].rate),
-                fmt_rate(measured[n - 1].rate)
-            ),
-        };
+        let summary = Summary::of(measured);
+        let (rate, cpu, rss, value) =
+            (summary.median.rate, summary.median.cpu_s, summary.median.rss_mib, summary.text());
         let (ceiling_rate, ceiling_label) = if name.starts_with('3') {
             // The target is against scenario 1; the per-request floors are printed beside it.
             let small = if store.fsync { ceilings.dd_dsync_64k.min(ceilings.sink_64k) } else { ceilings.sink_64k };
@@ -126,6 +114,38 @@ struct ThroughputRun {
     rate: f64,
     rss_mib: f64,
     cpu_s: f64,
+}
+
+/// A scenario's runs: the median run stands for it (its rate and CPU), with the peak RSS of
+/// all runs, since the target is a bound, not a typical figure.
+struct Summary {
+    median: ThroughputRun,
+    slowest: f64,
+    fastest: f64,
+    runs: usize,
+}
+
+impl Summary {
+    fn of(mut measured: Vec<ThroughputRun>) -> Summary {
+        measured.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        let (runs, peak) = (measured.len(), measured.iter().map(|run| run.rss_mib).fold(0.0, f64::max));
+        let (slowest, fastest) = (measured[0].rate, measured[runs - 1].rate);
+        let median = measured.swap_remove(runs / 2);
+        Summary { median: ThroughputRun { rss_mib: peak, ..median }, slowest, fastest, runs }
+    }
+
+    /// The median rate, and the range when there was more than one run.
+    fn text(&self) -> String {
+        match self.runs {
+            1 => fmt_rate(self.median.rate),
+            n => format!(
+                "{} (median of {n}; {} to {})",
+                fmt_rate(self.median.rate),
+                fmt_rate(self.slowest),
+                fmt_rate(self.fastest)
+            ),
+        }
+    }
 }
 
 /// One run of a throughput scenario on a fresh server, so that its peak RSS is its own.
@@ -176,7 +196,7 @@ async fn tls_scenarios(store: &StoreUnderTest, file: &std::path::Path, rows: &mu
     let (cert, key) = bench_support::self_signed_certificate(certificates.path());
     let (size, chunk) = (512 * MIB, 8 * MIB);
     let runs = runs_per_scenario(store);
-    let mut medians: Vec<ThroughputRun> = Vec::new();
+    let mut summaries: Vec<Summary> = Vec::new();
     // Plain HTTP/1.1, then HTTP/1.1 and HTTP/2 over TLS.
     for (tls, http1_only) in [(false, true), (true, true), (true, false)] {
         let mut measured = Vec::new();
@@ -185,13 +205,10 @@ async fn tls_scenarios(store: &StoreUnderTest, file: &std::path::Path, rows: &mu
             let config = if tls { config.with_tls(&cert, &key) } else { config };
             measured.push(one_run_on(config, http1_only, file, size, 1, chunk).await);
         }
-        measured.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-        let peak = measured.iter().map(|run| run.rss_mib).fold(0.0, f64::max);
-        let median = measured.swap_remove(measured.len() / 2);
-        medians.push(ThroughputRun { rss_mib: peak, ..median });
+        summaries.push(Summary::of(measured));
     }
-    let plain = &medians[0];
-    let (https1, https2) = (&medians[1], &medians[2]);
+    let plain = &summaries[0];
+    let (https1, https2) = (&summaries[1], &summaries[2]);
     for (name, run, reference, reference_name) in [
         ("7: scenario 1 over HTTPS, HTTP/1.1", https1, plain, "scenario 1 over plain HTTP, this function's runs"),
         ("7: scenario 1 over HTTPS, HTTP/2", https2, https1, "the same over HTTPS, HTTP/1.1"),
@@ -199,11 +216,11 @@ async fn tls_scenarios(store: &StoreUnderTest, file: &std::path::Path, rows: &mu
         rows.push(Row {
             scenario: name,
             store: store.label(),
-            value: format!("{} (median of {runs})", fmt_rate(run.rate)),
-            ceiling: format!("{} ({reference_name})", fmt_rate(reference.rate)),
-            ratio: format!("{:.2}", run.rate / reference.rate),
-            rss_mib: run.rss_mib,
-            cpu_s: run.cpu_s,
+            value: run.text(),
+            ceiling: format!("{} ({reference_name})", fmt_rate(reference.median.rate)),
+            ratio: format!("{:.2}", run.median.rate / reference.median.rate),
+            rss_mib: run.median.rss_mib,
+            cpu_s: run.median.cpu_s,
         });
     }
 }
