@@ -56,9 +56,6 @@ where
     loop {
         let wait_until = deadline.min(Instant::now() + idle);
         match tokio::time::timeout_at(wait_until, payload.next()).await {
-            // An empty piece (HTTP/2's END_STREAM often comes in an empty DATA frame) carries
-            // nothing to store.
-            Ok(Some(Ok(chunk))) if chunk.is_empty() => {}
             Ok(Some(Ok(chunk))) => {
                 // Usually the chunk goes straight in and nobody sees the gate shut.
                 let _closed = gate.as_ref().map(ClosedGate::new);
