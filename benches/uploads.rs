@@ -10,7 +10,7 @@ mod bench_support;
 use std::time::{Duration, Instant};
 
 use bench_support::{
-    dd_rate, fmt_rate, start_sink, start_sink_writing_to, Client, Server, ServerConfig, StoreUnderTest, MIB,
+    dd_rate, fmt_rate, remove_sink_files, start_sink, Client, Server, ServerConfig, SinkKeeps, StoreUnderTest, MIB,
 };
 
 struct Row {
@@ -32,15 +32,34 @@ struct Ceilings {
     /// The loopback sink, 64 KiB requests one after another: the client's and loopback's own
     /// per-request floor, which bounds scenario 3 whatever the server does.
     sink_64k: f64,
-    /// `dd oflag=dsync` in 64 KiB writes: one durable small append after another.
-    dd_dsync_64k: f64,
-    /// `dd oflag=dsync` in 8 MiB writes: scenario 1's durability (each PATCH durable before
-    /// the next), for reference beside the target's conv=fsync.
-    dd_dsync_8m: f64,
+    /// Not the targets' ceilings but what bounds any server that keeps the bytes, printed
+    /// beside them: the sink writing every body to a file, in each scenario's requests.
+    file_sink: SinkRates,
+    /// The same, each body durable before its answer (what fsync-before-acknowledge costs
+    /// with no protocol and no offset record).
+    durable_sink: SinkRates,
+}
+
+/// A sink's rate with each throughput scenario's requests: one upload in 8 MiB, 50 at once in
+/// 1 MiB, one in 64 KiB.
+struct SinkRates {
+    scenario_1: f64,
+    scenario_2: f64,
+    scenario_3: f64,
+}
+
+impl SinkRates {
+    fn of(&self, scenario: &str) -> f64 {
+        match scenario.as_bytes().first() {
+            Some(b'1') => self.scenario_1,
+            Some(b'2') => self.scenario_2,
+            _ => self.scenario_3,
+        }
+    }
 }
 
 /// `small_only`: scenario 3 alone (`HOIST_BENCH_ONLY=small`), for A/B runs of the small-PATCH
-/// path; its ratio is then to its per-request floor, scenario 1 not being measured.
+/// path; its ratio is then to the sink in 64 KiB requests, scenario 1 not being measured.
 async fn throughput_scenarios(
     store: &StoreUnderTest,
     ceilings: &Ceilings,
@@ -48,9 +67,6 @@ async fn throughput_scenarios(
     small_only: bool,
     rows: &mut Vec<Row>,
 ) {
-    let (sink_rate, dd_rate) = (ceilings.sink, ceilings.dd);
-    let ceiling = if store.fsync { dd_rate.min(sink_rate) } else { sink_rate };
-    let ceiling_name = if store.fsync { "dd conv=fsync" } else { "loopback sink" };
     let scenarios: [(&'static str, u64, usize, u64); 3] = [
         ("1: one 512 MiB upload, 8 MiB PATCHes", 512 * MIB, 1, 8 * MIB),
         ("2: 50 x 8 MiB uploads, 1 MiB PATCHes", 8 * MIB, 50, MIB),
@@ -69,21 +85,7 @@ async fn throughput_scenarios(
         let summary = Summary::of(measured);
         let (rate, cpu, rss, value) =
             (summary.median.rate, summary.median.cpu_s, summary.median.rss_mib, summary.text());
-        let (ceiling_rate, ceiling_label) = if name.starts_with('3') {
-            // The target is against scenario 1; the per-request floors are printed beside it.
-            let small = if store.fsync { ceilings.dd_dsync_64k.min(ceilings.sink_64k) } else { ceilings.sink_64k };
-            let small_name = if store.fsync { "dd 64k dsync" } else { "sink, 64 KiB requests" };
-            if small_only {
-                (small, small_name.to_owned())
-            } else {
-                (s1_rate, format!("scenario 1; {small_name} {}: ratio {:.2}", fmt_rate(small), rate / small))
-            }
-        } else if store.fsync && name.starts_with('1') {
-            let reference = ceilings.dd_dsync_8m;
-            (ceiling, format!("{ceiling_name}; dd 8M dsync {}: ratio {:.2}", fmt_rate(reference), rate / reference))
-        } else {
-            (ceiling, ceiling_name.to_owned())
-        };
+        let (ceiling_rate, ceiling_label) = ceiling_of(name, store, ceilings, s1_rate, small_only, rate);
         if name.starts_with('1') {
             s1_rate = rate;
         }
@@ -97,6 +99,38 @@ async fn throughput_scenarios(
             cpu_s: cpu,
         });
     }
+}
+
+/// The ceiling of a throughput scenario's target and its label, which also gives the rate of
+/// the sink that bounds any server keeping the bytes (on the disk store) and `rate`'s ratio to
+/// it. Scenario 3's target is against scenario 1 (`s1_rate`); with `small_only` it is against
+/// that sink instead, scenario 1 not being measured.
+fn ceiling_of(
+    scenario: &str,
+    store: &StoreUnderTest,
+    ceilings: &Ceilings,
+    s1_rate: f64,
+    small_only: bool,
+    rate: f64,
+) -> (f64, String) {
+    let small = scenario.starts_with('3');
+    let (bound, bound_name) = match (store.kind, store.fsync) {
+        ("disk", true) => (ceilings.durable_sink.of(scenario), "durable sink"),
+        ("disk", false) => (ceilings.file_sink.of(scenario), "sink writing to files"),
+        _ if small => (ceilings.sink_64k, "sink"),
+        _ => (f64::NAN, ""),
+    };
+    let (target, target_name) = match (small, store.fsync) {
+        (true, _) if small_only => return (bound, bound_name.to_owned()),
+        (true, _) => (s1_rate, "scenario 1"),
+        (false, true) => (ceilings.dd.min(ceilings.sink), "dd conv=fsync"),
+        (false, false) => (ceilings.sink, "loopback sink"),
+    };
+    if bound.is_nan() {
+        return (target, target_name.to_owned());
+    }
+    let label = format!("{target_name}; {bound_name} {}: ratio {:.2}", fmt_rate(bound), rate / bound);
+    (target, label)
 }
 
 /// Runs per throughput scenario: 3 on the disk store, whose figures move a lot from one run
@@ -371,25 +405,39 @@ async fn limiter_overhead(store: &StoreUnderTest, rows: &mut Vec<Row>) {
     }
 }
 
-/// `size` bytes in `chunk`-sized requests to a sink, best of three runs, in bytes a second.
-/// `written`: the file a writing sink fills, removed after each run.
+/// `parallel` uploads of `size` bytes each in `chunk`-sized requests to a sink, best of three
+/// runs, in bytes a second. The files a writing sink fills in `dir` go after each run.
 async fn best_sink_rate(
     sink: &Client,
     file: &std::path::Path,
-    size: u64,
-    chunk: u64,
-    written: Option<&std::path::Path>,
+    (size, parallel, chunk): (u64, usize, u64),
+    dir: &std::path::Path,
 ) -> f64 {
     let mut best: f64 = 0.0;
     for _ in 0..3 {
         let started = Instant::now();
-        let _ = sink.upload_from_file(file, size, chunk).await;
-        best = best.max(size as f64 / started.elapsed().as_secs_f64());
-        if let Some(written) = written {
-            let _ = std::fs::remove_file(written);
+        let mut tasks = Vec::new();
+        for _ in 0..parallel {
+            let (sink, file) = (sink.clone(), file.to_path_buf());
+            tasks.push(tokio::spawn(async move { sink.upload_from_file(&file, size, chunk).await }));
         }
+        for task in tasks {
+            task.await.expect("sink upload");
+        }
+        best = best.max((size * parallel as u64) as f64 / started.elapsed().as_secs_f64());
+        remove_sink_files(dir);
     }
     best
+}
+
+/// A sink keeping bodies as `keeps` says, in scenarios 1 and 2's patterns.
+async fn keeping_sink_rates(keeps: SinkKeeps, file: &std::path::Path, dir: &std::path::Path) -> SinkRates {
+    let sink = start_sink(keeps, dir).await;
+    SinkRates {
+        scenario_1: best_sink_rate(&sink, file, (512 * MIB, 1, 8 * MIB), dir).await,
+        scenario_2: best_sink_rate(&sink, file, (8 * MIB, 50, MIB), dir).await,
+        scenario_3: best_sink_rate(&sink, file, (64 * MIB, 1, 64 * 1024), dir).await,
+    }
 }
 
 #[tokio::main]
@@ -399,28 +447,32 @@ async fn main() {
     let file = work.path().join("source.bin");
     bench_support::write_source_file(&file, 512 * MIB);
     // Ceilings are the best of three runs: a ceiling depressed by noise would flatter Hoist.
-    let sink = start_sink().await;
-    let sink_rate = best_sink_rate(&sink, &file, 512 * MIB, 8 * MIB, None).await;
-    let sink_64k = best_sink_rate(&sink, &file, 64 * MIB, 64 * 1024, None).await;
+    let sink = start_sink(SinkKeeps::Nothing, work.path()).await;
+    let sink_rate = best_sink_rate(&sink, &file, (512 * MIB, 1, 8 * MIB), work.path()).await;
+    let sink_64k = best_sink_rate(&sink, &file, (64 * MIB, 1, 64 * 1024), work.path()).await;
     let dd_fsync = dd_rate(work.path(), &["bs=8M", "count=64", "conv=fsync"]);
     let dd_dsync_64k = dd_rate(work.path(), &["bs=64k", "count=1024", "oflag=dsync"]);
+    // Scenario 1's durability without the network (each 8 MiB durable before the next).
     let dd_dsync_8m = dd_rate(work.path(), &["bs=8M", "count=64", "oflag=dsync"]);
-    // Not a ceiling the targets use: the same sink writing bodies to a file, to show what
-    // receiving plus the page-cache copy cost before any protocol work.
-    let writing_sink = start_sink_writing_to(Some(work.path().to_path_buf())).await;
-    let written = work.path().join("sink.bin");
-    let writing_sink_rate = best_sink_rate(&writing_sink, &file, 512 * MIB, 8 * MIB, Some(&written)).await;
+    let file_sink = keeping_sink_rates(SinkKeeps::File, &file, work.path()).await;
+    let durable_sink = keeping_sink_rates(SinkKeeps::DurableFile, &file, work.path()).await;
     println!(
         "ceilings: loopback sink {} | dd conv=fsync {} | sink, 64 KiB requests {} | dd 64k dsync {} \
-         | (for reference: sink writing to a file {}; dd 8M dsync {})",
+         | (for reference: dd 8M dsync {}; in scenarios 1, 2, 3's requests, the sink writing to \
+         files {} | {} | {}, the durable sink {} | {} | {})",
         fmt_rate(sink_rate),
         fmt_rate(dd_fsync),
         fmt_rate(sink_64k),
         fmt_rate(dd_dsync_64k),
-        fmt_rate(writing_sink_rate),
-        fmt_rate(dd_dsync_8m)
+        fmt_rate(dd_dsync_8m),
+        fmt_rate(file_sink.scenario_1),
+        fmt_rate(file_sink.scenario_2),
+        fmt_rate(file_sink.scenario_3),
+        fmt_rate(durable_sink.scenario_1),
+        fmt_rate(durable_sink.scenario_2),
+        fmt_rate(durable_sink.scenario_3),
     );
-    let ceilings = Ceilings { sink: sink_rate, dd: dd_fsync, sink_64k, dd_dsync_64k, dd_dsync_8m };
+    let ceilings = Ceilings { sink: sink_rate, dd: dd_fsync, sink_64k, file_sink, durable_sink };
 
     let mut stores = vec![
         StoreUnderTest { kind: "disk", fsync: true, s3_endpoint: None },

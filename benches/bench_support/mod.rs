@@ -1,5 +1,9 @@
 //! The benchmark's server process, client and ceilings.
 
+mod sink;
+
+pub use sink::{remove_sink_files, start_sink, SinkKeeps};
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -7,8 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 
 pub const MIB: u64 = 1024 * 1024;
 const SECRET: &str = "bench-secret-bench-secret-bench-secret-00";
@@ -346,63 +348,6 @@ fn file_range(source: Arc<std::fs::File>, start: u64, len: u64) -> reqwest::Body
         }
     });
     reqwest::Body::wrap_stream(stream)
-}
-
-/// A loopback HTTP/1.1 server that reads and discards bodies: the throughput ceiling.
-pub async fn start_sink() -> Client {
-    start_sink_writing_to(None).await
-}
-
-/// The sink, but writing every body to a file in `dir` (512 KiB buffered writes, no fsync):
-/// what receiving plus the page-cache copy cost on their own, with no protocol work.
-pub async fn start_sink_writing_to(dir: Option<std::path::PathBuf>) -> Client {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("sink");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let dir = dir.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut reader = BufReader::with_capacity(256 * 1024, read);
-                loop {
-                    let mut length = 0u64;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some((name, value)) = line.split_once(':') {
-                            if name.eq_ignore_ascii_case("content-length") {
-                                length = value.trim().parse().unwrap_or(0);
-                            }
-                        }
-                    }
-                    let mut body = (&mut reader).take(length);
-                    let copied = match &dir {
-                        None => tokio::io::copy(&mut body, &mut tokio::io::sink()).await.map(|_| ()),
-                        Some(dir) => copy_to_file(&mut body, &dir.join("sink.bin")).await,
-                    };
-                    if copied.is_err() {
-                        return;
-                    }
-                    if write.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    Client { http: reqwest::Client::new(), base, token: String::new(), sink: true }
-}
-
-async fn copy_to_file(body: &mut (impl tokio::io::AsyncRead + Unpin), path: &Path) -> std::io::Result<()> {
-    let file = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
-    let mut file = tokio::io::BufWriter::with_capacity(512 * 1024, file);
-    tokio::io::copy(body, &mut file).await?;
-    file.flush().await
 }
 
 pub fn write_source_file(path: &Path, size: u64) {

@@ -1,0 +1,198 @@
+//! The loopback sinks the ceilings are measured with: HTTP/1.1 servers with no protocol that
+//! read each request body and discard it, append it to a file, or append it and make it
+//! durable before answering. The last two bound what any server that keeps the bytes could
+//! do on this machine with this client, so Hoist's figures can be read against them.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Client;
+
+/// What a sink does with the bodies it reads.
+#[derive(Clone, Copy, PartialEq)]
+pub enum SinkKeeps {
+    /// Nothing: loopback and the client's own cost.
+    Nothing,
+    /// Each connection appends its bodies to a file of its own, no fsync: receiving plus the
+    /// copy into the page cache, which any server that keeps the bytes must make.
+    File,
+    /// The same, each body durable before its answer: every 512 KiB handed to the device as
+    /// it is written (`sync_file_range`, as Hoist's disk store does) and `fdatasync` at the
+    /// body's end. The least a server that acknowledges only durable bytes must do, without
+    /// recording the new offset anywhere (Hoist's database commit is on top).
+    DurableFile,
+}
+
+/// Bytes read from the socket before they go to the writing thread, as Hoist's disk store
+/// batches its writes.
+const BATCH: usize = 512 * 1024;
+
+/// Starts a sink on a loopback port; the file-keeping kinds write `dir/sink-N.bin`, one
+/// file per connection, which the caller removes between runs.
+pub async fn start_sink(keeps: SinkKeeps, dir: &Path) -> Client {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("sink");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (dir, connections) = (dir.to_path_buf(), Arc::new(AtomicUsize::new(0)));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let path = dir.join(format!("sink-{}.bin", connections.fetch_add(1, Ordering::Relaxed)));
+            tokio::spawn(serve(stream, keeps, path));
+        }
+    });
+    Client { http: reqwest::Client::new(), base, token: String::new(), sink: true }
+}
+
+/// Removes the files a sink wrote into `dir`.
+pub fn remove_sink_files(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("sink-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+async fn serve(stream: TcpStream, keeps: SinkKeeps, path: PathBuf) {
+    let (read, mut write) = stream.into_split();
+    // Small, so that body reads into a batch's larger free space bypass it (no extra copy).
+    let mut reader = BufReader::with_capacity(64 * 1024, read);
+    let writer = match keeps {
+        SinkKeeps::Nothing => None,
+        SinkKeeps::File | SinkKeeps::DurableFile => match FileWriter::start(&path, keeps == SinkKeeps::DurableFile) {
+            Ok(writer) => Some(writer),
+            Err(_) => return,
+        },
+    };
+    let mut batch = BytesMut::with_capacity(BATCH);
+    while let Some(length) = read_head(&mut reader).await {
+        let mut body = (&mut reader).take(length);
+        loop {
+            match body.read_buf(&mut batch).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+            if batch.len() >= BATCH {
+                match &writer {
+                    None => batch.clear(),
+                    Some(writer) => {
+                        let full = std::mem::replace(&mut batch, BytesMut::with_capacity(BATCH));
+                        if writer.write(full.freeze()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if body.limit() != 0 {
+            return; // the client went away mid-body
+        }
+        match &writer {
+            None => batch.clear(),
+            Some(writer) => {
+                let rest = std::mem::replace(&mut batch, BytesMut::with_capacity(BATCH));
+                if (!rest.is_empty() && writer.write(rest.freeze()).await.is_err())
+                    || writer.end_of_body().await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+        if write.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The request head's Content-Length, or None once the connection ends.
+async fn read_head(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<u64> {
+    let mut length = 0u64;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            return Some(length);
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+}
+
+enum ToWriter {
+    Batch(Bytes),
+    EndOfBody(oneshot::Sender<std::io::Result<()>>),
+}
+
+/// A thread of its own per connection writing that connection's file, so that receiving
+/// the next batch overlaps writing this one, as in Hoist (its `hoist-io` threads).
+struct FileWriter {
+    to_thread: mpsc::Sender<ToWriter>,
+}
+
+impl FileWriter {
+    fn start(path: &Path, durable: bool) -> std::io::Result<FileWriter> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        // 16 batches in flight, 8 MiB: Hoist's default body budget.
+        let (to_thread, from_reader) = mpsc::channel(16);
+        std::thread::spawn(move || write_loop(file, durable, from_reader));
+        Ok(FileWriter { to_thread })
+    }
+
+    async fn write(&self, batch: Bytes) -> Result<(), mpsc::error::SendError<ToWriter>> {
+        self.to_thread.send(ToWriter::Batch(batch)).await
+    }
+
+    async fn end_of_body(&self) -> std::io::Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.to_thread.send(ToWriter::EndOfBody(reply)).await.map_err(std::io::Error::other)?;
+        answer.await.map_err(std::io::Error::other)?
+    }
+}
+
+fn write_loop(mut file: File, durable: bool, mut from_reader: mpsc::Receiver<ToWriter>) {
+    let (mut written, mut failed) = (0u64, None);
+    while let Some(message) = from_reader.blocking_recv() {
+        match message {
+            ToWriter::Batch(batch) => {
+                if failed.is_some() {
+                    continue;
+                }
+                match file.write_all(&batch) {
+                    Ok(()) if durable => start_writeback(&file, written, batch.len() as u64),
+                    Ok(()) => {}
+                    Err(err) => failed = Some(err),
+                }
+                written += batch.len() as u64;
+            }
+            ToWriter::EndOfBody(reply) => {
+                let result = match failed.take() {
+                    Some(err) => Err(err),
+                    None if durable => file.sync_data(),
+                    None => Ok(()),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+    // SAFETY: a plain syscall on a descriptor `file` keeps open for the whole call.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
