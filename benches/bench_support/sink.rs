@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -63,14 +62,14 @@ async fn serve(stream: TcpStream, keeps: SinkKeeps, path: PathBuf) {
     let (read, mut write) = stream.into_split();
     // Small, so that body reads into a batch's larger free space bypass it (no extra copy).
     let mut reader = BufReader::with_capacity(64 * 1024, read);
-    let writer = match keeps {
+    let mut writer = match keeps {
         SinkKeeps::Nothing => None,
         SinkKeeps::File | SinkKeeps::DurableFile => match FileWriter::start(&path, keeps == SinkKeeps::DurableFile) {
             Ok(writer) => Some(writer),
             Err(_) => return,
         },
     };
-    let mut batch = BytesMut::with_capacity(BATCH);
+    let mut batch = Vec::with_capacity(BATCH);
     while let Some(length) = read_head(&mut reader).await {
         let mut body = (&mut reader).take(length);
         loop {
@@ -80,11 +79,11 @@ async fn serve(stream: TcpStream, keeps: SinkKeeps, path: PathBuf) {
                 Err(_) => return,
             }
             if batch.len() >= BATCH {
-                match &writer {
+                match writer.as_mut() {
                     None => batch.clear(),
                     Some(writer) => {
-                        let full = std::mem::replace(&mut batch, BytesMut::with_capacity(BATCH));
-                        if writer.write(full.freeze()).await.is_err() {
+                        let full = std::mem::replace(&mut batch, writer.spare_buffer());
+                        if writer.write(full).await.is_err() {
                             return;
                         }
                     }
@@ -94,13 +93,11 @@ async fn serve(stream: TcpStream, keeps: SinkKeeps, path: PathBuf) {
         if body.limit() != 0 {
             return; // the client went away mid-body
         }
-        match &writer {
+        match writer.as_mut() {
             None => batch.clear(),
             Some(writer) => {
-                let rest = std::mem::replace(&mut batch, BytesMut::with_capacity(BATCH));
-                if (!rest.is_empty() && writer.write(rest.freeze()).await.is_err())
-                    || writer.end_of_body().await.is_err()
-                {
+                let rest = std::mem::replace(&mut batch, writer.spare_buffer());
+                if (!rest.is_empty() && writer.write(rest).await.is_err()) || writer.end_of_body().await.is_err() {
                     return;
                 }
             }
@@ -131,7 +128,7 @@ async fn read_head(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Op
 }
 
 enum ToWriter {
-    Batch(Bytes),
+    Batch(Vec<u8>),
     EndOfBody(oneshot::Sender<std::io::Result<()>>),
 }
 
@@ -139,6 +136,10 @@ enum ToWriter {
 /// the next batch overlaps writing this one, as in Hoist (its `hoist-io` threads).
 struct FileWriter {
     to_thread: mpsc::Sender<ToWriter>,
+    /// Batches the thread has written, to be filled again: a fresh 512 KiB allocation per
+    /// batch would fault its pages in each time, a cost Hoist (reusing actix's read buffers)
+    /// does not pay, and the sink would understate the bound.
+    written: std::sync::mpsc::Receiver<Vec<u8>>,
 }
 
 impl FileWriter {
@@ -146,35 +147,51 @@ impl FileWriter {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         // 16 batches in flight, 8 MiB: Hoist's default body budget.
         let (to_thread, from_reader) = mpsc::channel(16);
-        std::thread::spawn(move || write_loop(file, durable, from_reader));
-        Ok(FileWriter { to_thread })
+        let (give_back, written) = std::sync::mpsc::channel();
+        std::thread::spawn(move || write_loop(file, durable, from_reader, give_back));
+        Ok(FileWriter { to_thread, written })
     }
 
-    async fn write(&self, batch: Bytes) -> Result<(), mpsc::error::SendError<ToWriter>> {
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        match self.written.try_recv() {
+            Ok(mut buffer) => {
+                buffer.clear();
+                buffer
+            }
+            Err(_) => Vec::with_capacity(BATCH),
+        }
+    }
+
+    async fn write(&mut self, batch: Vec<u8>) -> Result<(), mpsc::error::SendError<ToWriter>> {
         self.to_thread.send(ToWriter::Batch(batch)).await
     }
 
-    async fn end_of_body(&self) -> std::io::Result<()> {
+    async fn end_of_body(&mut self) -> std::io::Result<()> {
         let (reply, answer) = oneshot::channel();
         self.to_thread.send(ToWriter::EndOfBody(reply)).await.map_err(std::io::Error::other)?;
         answer.await.map_err(std::io::Error::other)?
     }
 }
 
-fn write_loop(mut file: File, durable: bool, mut from_reader: mpsc::Receiver<ToWriter>) {
+fn write_loop(
+    mut file: File,
+    durable: bool,
+    mut from_reader: mpsc::Receiver<ToWriter>,
+    give_back: std::sync::mpsc::Sender<Vec<u8>>,
+) {
     let (mut written, mut failed) = (0u64, None);
     while let Some(message) = from_reader.blocking_recv() {
         match message {
             ToWriter::Batch(batch) => {
-                if failed.is_some() {
-                    continue;
+                if failed.is_none() {
+                    match file.write_all(&batch) {
+                        Ok(()) if durable => start_writeback(&file, written, batch.len() as u64),
+                        Ok(()) => {}
+                        Err(err) => failed = Some(err),
+                    }
+                    written += batch.len() as u64;
                 }
-                match file.write_all(&batch) {
-                    Ok(()) if durable => start_writeback(&file, written, batch.len() as u64),
-                    Ok(()) => {}
-                    Err(err) => failed = Some(err),
-                }
-                written += batch.len() as u64;
+                let _ = give_back.send(batch);
             }
             ToWriter::EndOfBody(reply) => {
                 let result = match failed.take() {
