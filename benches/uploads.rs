@@ -3,6 +3,9 @@
 //! configuration, drives the scenarios with streamed request bodies read from files, and
 //! prints each figure beside the ceiling measured in the same run: a loopback sink that
 //! discards bodies (throughput) and `dd conv=fsync` on the same disk (fsynced throughput).
+//! On the disk store it also gives each throughput figure's ratio to a sink that keeps the
+//! bytes (in a file; durably with fsync on), fed the scenario's own requests: what bounds
+//! any server that keeps them.
 //! Bounded: every loop has a fixed count.
 
 mod bench_support;
