@@ -418,16 +418,20 @@ async fn best_sink_rate(
 ) -> f64 {
     let mut best: f64 = 0.0;
     for _ in 0..3 {
+        // Connections of its own, closed when it ends, so that each run's files are closed
+        // (not only unlinked) before the next run starts.
+        let client = sink.fresh();
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..parallel {
-            let (sink, file) = (sink.clone(), file.to_path_buf());
+            let (sink, file) = (client.clone(), file.to_path_buf());
             tasks.push(tokio::spawn(async move { sink.upload_from_file(&file, size, chunk).await }));
         }
         for task in tasks {
             task.await.expect("sink upload");
         }
         best = best.max((size * parallel as u64) as f64 / started.elapsed().as_secs_f64());
+        drop(client);
         remove_sink_files(dir);
     }
     best

@@ -231,7 +231,7 @@ impl Client {
     }
 
     /// The same server and token over connections of its own: for a probe that runs on
-    /// another runtime than the load.
+    /// another runtime than the load, or a sink run whose connections must close with it.
     pub fn fresh(&self) -> Client {
         Client { http: reqwest::Client::new(), base: self.base.clone(), token: self.token.clone(), sink: self.sink }
     }
