@@ -1,7 +1,10 @@
 //! The benchmark's server process, client and ceilings.
 
+#[path = "../../tests/api/certificate.rs"]
+mod certificate;
 mod sink;
 
+pub use certificate::self_signed_certificate;
 pub use sink::{remove_sink_files, start_sink, SinkKeeps};
 
 use std::io::Write;
@@ -35,25 +38,6 @@ pub struct ServerConfig {
     s3: Option<(String, String)>,
     /// HTTPS with this self-signed certificate (PEM), which the clients trust.
     tls_cert: Option<std::path::PathBuf>,
-}
-
-/// A self-signed certificate for `localhost` and its key, made by openssl in `dir`.
-pub fn self_signed_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
-        // A leaf, not a CA: rustls refuses a CA certificate as the server's own.
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success(), "openssl made no certificate");
-    (cert, key)
 }
 
 /// An HTTP client for the server: over TLS it trusts the server's certificate, reaches

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod binary;
+mod certificate;
 
 mod admin;
 mod auth;
