@@ -24,6 +24,8 @@ struct Row {
     ratio: String,
     rss_mib: f64,
     cpu_s: f64,
+    /// Whether the row meets the issue's targets: see [`ScenarioCeiling::verdict`].
+    target: String,
 }
 
 /// The machine's own ceilings, measured at the start of the run.
@@ -88,7 +90,7 @@ async fn throughput_scenarios(
         let summary = Summary::of(measured);
         let (rate, cpu, rss, value) =
             (summary.median.rate, summary.median.cpu_s, summary.median.rss_mib, summary.text());
-        let (ceiling_rate, ceiling_label) = ceiling_of(name, store, ceilings, s1_rate, small_only, rate);
+        let ceiling = ceiling_of(name, store, ceilings, s1_rate, small_only);
         if name.starts_with('1') {
             s1_rate = rate;
         }
@@ -96,44 +98,96 @@ async fn throughput_scenarios(
             scenario: name,
             store: store.label(),
             value,
-            ceiling: format!("{} ({ceiling_label})", fmt_rate(ceiling_rate)),
-            ratio: format!("{:.2}", rate / ceiling_rate),
+            ceiling: format!("{} ({})", fmt_rate(ceiling.rate), ceiling.label(rate)),
+            ratio: format!("{:.2}", rate / ceiling.rate),
             rss_mib: rss,
             cpu_s: cpu,
+            target: ceiling.verdict(rate, rss),
         });
     }
 }
 
-/// The ceiling of a throughput scenario's target and its label, which also gives the rate of
-/// the sink that bounds any server keeping the bytes (on the disk store) and `rate`'s ratio to
-/// it. Scenario 3's target is against scenario 1 (`s1_rate`); with `small_only` it is against
-/// that sink instead, scenario 1 not being measured.
+/// A throughput scenario's ceiling (its ratio's denominator) and what the issue's target asks
+/// of it, with the sink that bounds any server keeping the bytes where one was measured.
+struct ScenarioCeiling {
+    rate: f64,
+    name: &'static str,
+    /// The share of `rate` the target asks for; None where the issue sets none (scenarios 1 and
+    /// 2 on S3; scenario 3 alone, scenario 1 not being measured).
+    target_share: Option<f64>,
+    /// The keeping sink's rate in the scenario's own requests (the discarding one on S3 for
+    /// scenario 3), and its name.
+    bound: Option<(f64, &'static str)>,
+}
+
+/// Peak RSS the issue allows in scenarios 1 to 3.
+const THROUGHPUT_RSS_TARGET_MIB: f64 = 64.0;
+
+impl ScenarioCeiling {
+    /// The ceiling column's text: the ceiling's name, and `rate`'s ratio to the bound.
+    fn label(&self, rate: f64) -> String {
+        match self.bound {
+            Some((bound, bound_name)) => {
+                format!("{}; {bound_name} {}: ratio {:.2}", self.name, fmt_rate(bound), rate / bound)
+            }
+            None => self.name.to_owned(),
+        }
+    }
+
+    /// Met or not, for the rate and for the peak RSS. An unmet rate target above the bound
+    /// says so: no server that keeps the bytes reaches it on this machine, Hoist or other.
+    fn verdict(&self, rate: f64, rss_mib: f64) -> String {
+        let rate_verdict = match self.target_share {
+            None => "no rate target".to_owned(),
+            Some(share) if rate >= share * self.rate => format!("rate met (≥ {share:.1} × ceiling)"),
+            Some(share) => {
+                let asked = share * self.rate;
+                match self.bound {
+                    Some((bound, bound_name)) if bound < asked => format!(
+                        "rate not met, out of reach: {share:.1} × ceiling = {} > {bound_name} {}",
+                        fmt_rate(asked),
+                        fmt_rate(bound)
+                    ),
+                    _ => format!("rate not met: {share:.1} × ceiling = {}", fmt_rate(asked)),
+                }
+            }
+        };
+        let rss_verdict = if rss_mib < THROUGHPUT_RSS_TARGET_MIB { "RSS met" } else { "RSS not met" };
+        format!("{rate_verdict}; {rss_verdict}")
+    }
+}
+
+/// A throughput scenario's ceiling, target and bound. Scenario 3's target is against scenario
+/// 1 (`s1_rate`, same store); with `small_only` its ratio is to the bound instead, scenario 1
+/// not being measured.
 fn ceiling_of(
     scenario: &str,
     store: &StoreUnderTest,
     ceilings: &Ceilings,
     s1_rate: f64,
     small_only: bool,
-    rate: f64,
-) -> (f64, String) {
+) -> ScenarioCeiling {
     let small = scenario.starts_with('3');
-    let (bound, bound_name) = match (store.kind, store.fsync) {
-        ("disk", true) => (ceilings.durable_sink.of(scenario), "durable sink"),
-        ("disk", false) => (ceilings.file_sink.of(scenario), "sink writing to files"),
-        _ if small => (ceilings.sink_64k, "sink"),
-        _ => (f64::NAN, ""),
+    let bound = match (store.kind, store.fsync) {
+        ("disk", true) => Some((ceilings.durable_sink.of(scenario), "durable sink")),
+        ("disk", false) => Some((ceilings.file_sink.of(scenario), "sink writing to files")),
+        _ if small => Some((ceilings.sink_64k, "sink")),
+        _ => None,
     };
-    let (target, target_name) = match (small, store.fsync) {
-        (true, _) if small_only => return (bound, bound_name.to_owned()),
-        (true, _) => (s1_rate, "scenario 1"),
-        (false, true) => (ceilings.dd.min(ceilings.sink), "dd conv=fsync"),
-        (false, false) => (ceilings.sink, "loopback sink"),
-    };
-    if bound.is_nan() {
-        return (target, target_name.to_owned());
+    let on_disk = store.kind == "disk";
+    match (small, store.fsync, bound) {
+        (true, _, Some((rate, name))) if small_only => ScenarioCeiling { rate, name, target_share: None, bound: None },
+        (true, _, _) => ScenarioCeiling { rate: s1_rate, name: "scenario 1", target_share: Some(0.5), bound },
+        (false, true, _) => ScenarioCeiling {
+            rate: ceilings.dd.min(ceilings.sink),
+            name: "dd conv=fsync",
+            target_share: on_disk.then_some(0.9),
+            bound,
+        },
+        (false, false, _) => {
+            ScenarioCeiling { rate: ceilings.sink, name: "loopback sink", target_share: on_disk.then_some(0.8), bound }
+        }
     }
-    let label = format!("{target_name}; {bound_name} {}: ratio {:.2}", fmt_rate(bound), rate / bound);
-    (target, label)
 }
 
 /// Runs per throughput scenario: 3 on the disk store, whose figures move a lot from one run
@@ -258,6 +312,7 @@ async fn tls_scenarios(store: &StoreUnderTest, file: &std::path::Path, rows: &mu
             ratio: format!("{:.2}", run.median.rate / reference.median.rate),
             rss_mib: run.median.rss_mib,
             cpu_s: run.median.cpu_s,
+            target: "no target".into(),
         });
     }
 }
@@ -291,6 +346,7 @@ async fn idle_sessions(store: &StoreUnderTest, rows: &mut Vec<Row>) {
         ratio: format!("{:.2}", rss / 256.0),
         rss_mib: rss,
         cpu_s: cpu,
+        target: met_or_not(rss < 256.0),
     });
 }
 
@@ -367,7 +423,12 @@ async fn head_latency_under_load(store: &StoreUnderTest, file: &std::path::Path,
         ratio: format!("{:.2}", p99.as_secs_f64() * 1e3 / 5.0),
         rss_mib: rss,
         cpu_s: cpu,
+        target: met_or_not(p99 < Duration::from_millis(5)),
     });
+}
+
+fn met_or_not(met: bool) -> String {
+    if met { "met" } else { "not met" }.to_owned()
 }
 
 /// What the rate limiter costs a request: sequential HEADs on an idle server with the
@@ -404,6 +465,7 @@ async fn limiter_overhead(store: &StoreUnderTest, rows: &mut Vec<Row>) {
             ratio: if label == "on" { format!("{:.2}", p50s[1] / p50s[0]) } else { "-".into() },
             rss_mib: rss,
             cpu_s: cpu,
+            target: "no target".into(),
         });
     }
 }
@@ -514,12 +576,14 @@ async fn main() {
         }
     }
     println!();
-    println!("| scenario | store | result | ceiling / target | ratio | server peak RSS (MiB) | server CPU (s) |");
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| scenario | store | result | ceiling / target | ratio | server peak RSS (MiB) | server CPU (s) | issue's target |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in rows {
         println!(
-            "| {} | {} | {} | {} | {} | {:.1} | {:.1} |",
-            r.scenario, r.store, r.value, r.ceiling, r.ratio, r.rss_mib, r.cpu_s
+            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} |",
+            r.scenario, r.store, r.value, r.ceiling, r.ratio, r.rss_mib, r.cpu_s, r.target
         );
     }
 }
