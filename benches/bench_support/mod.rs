@@ -5,7 +5,7 @@ mod certificate;
 mod sink;
 
 pub use certificate::self_signed_certificate;
-pub use sink::{remove_sink_files, start_sink, SinkKeeps};
+pub use sink::{remove_sink_files, start_sink, SeparateSink, SinkKeeps};
 
 use std::io::Write;
 use std::path::Path;
@@ -287,19 +287,35 @@ impl Client {
     /// One upload of `size` bytes in `chunk`-sized PATCHes, each body streamed from `file`.
     /// Returns its URL.
     pub async fn upload_from_file(&self, file: &Path, size: u64, chunk: u64) -> String {
+        self.upload_paced(file, size, chunk, None).await
+    }
+
+    /// The same, each PATCH held back by `pace`: a load of a given rate, not as fast as the
+    /// server goes.
+    pub async fn upload_from_file_at(&self, file: &Path, size: u64, chunk: u64, pace: &mut Pace) -> String {
+        self.upload_paced(file, size, chunk, Some(pace)).await
+    }
+
+    async fn upload_paced(&self, file: &Path, size: u64, chunk: u64, mut pace: Option<&mut Pace>) -> String {
         let source = Arc::new(std::fs::File::open(file).expect("source file"));
         let url = self.create(size).await;
         let mut offset = 0;
         while offset < size {
             let len = chunk.min(size - offset);
+            if let Some(pace) = pace.as_mut() {
+                pace.before(len).await;
+            }
             self.patch(&url, offset, len, file_range(source.clone(), offset, len)).await;
             offset += len;
         }
         url
     }
 
-    /// Deletes an upload (tus termination).
+    /// Deletes an upload (tus termination); a sink empties its files by itself.
     pub async fn terminate(&self, url: &str) {
+        if self.sink {
+            return;
+        }
         let response = self
             .http
             .delete(url)
@@ -309,6 +325,27 @@ impl Client {
             .await
             .expect("DELETE");
         assert_eq!(response.status(), 204, "DELETE {url}");
+    }
+}
+
+/// Request bodies at a given rate on average, across all the uploads of one sender.
+pub struct Pace {
+    started: tokio::time::Instant,
+    bytes_per_second: f64,
+    sent: u64,
+}
+
+impl Pace {
+    pub fn new(bytes_per_second: f64) -> Pace {
+        Pace { started: tokio::time::Instant::now(), bytes_per_second: bytes_per_second.max(1.0), sent: 0 }
+    }
+
+    /// Waits until `len` more bytes keep to the rate: each body starts when the ones before
+    /// it, at the rate, would have been sent.
+    async fn before(&mut self, len: u64) {
+        tokio::time::sleep_until(self.started + Duration::from_secs_f64(self.sent as f64 / self.bytes_per_second))
+            .await;
+        self.sent += len;
     }
 }
 

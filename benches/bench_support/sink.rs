@@ -1,13 +1,13 @@
 //! The loopback sinks the ceilings are measured with: HTTP/1.1 servers with no protocol that
 //! read each request body and discard it, append it to a file, or append it and make it
-//! durable before answering. The last two bound what any server that keeps the bytes could
-//! do on this machine with this client, so Hoist's figures can be read against them.
+//! durable before answering (a HEAD gets 200 at once). The last two bound what any server
+//! that keeps the bytes could do on this machine with this client, so Hoist's figures can be
+//! read against them.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -34,19 +34,63 @@ pub enum SinkKeeps {
 /// batches its writes.
 const BATCH: usize = 512 * 1024;
 
-/// Starts a sink on a loopback port; the file-keeping kinds write `dir/sink-N.bin`, one
-/// file per connection, which the caller removes between runs.
+/// Starts a sink on a loopback port, on the benchmark's own runtime; the file-keeping kinds
+/// write `dir/sink-N.bin`, one file per connection, which the caller removes between runs.
 pub async fn start_sink(keeps: SinkKeeps, dir: &Path) -> Client {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("sink");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (dir, connections) = (dir.to_path_buf(), Arc::new(AtomicUsize::new(0)));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let path = dir.join(format!("sink-{}.bin", connections.fetch_add(1, Ordering::Relaxed)));
-            tokio::spawn(serve(stream, keeps, path));
+    let (listener, client) = listen();
+    tokio::spawn(accept_loop(listener, keeps, dir.to_path_buf(), None));
+    client
+}
+
+/// A sink on a runtime of its own (two worker threads, as Hoist has two HTTP workers here),
+/// so that its answers do not wait behind the benchmark client's tasks: the latency bound.
+/// Each of its files is emptied at the end of a body once it holds `at_most` bytes, as a
+/// server deletes finished uploads, so a load that runs for a while fills no disk. It stops
+/// when dropped.
+pub struct SeparateSink {
+    pub client: Client,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl SeparateSink {
+    pub fn start(keeps: SinkKeeps, dir: &Path, at_most: u64) -> SeparateSink {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sink")
+            .enable_all()
+            .build()
+            .expect("sink runtime");
+        let (listener, client) = listen();
+        runtime.spawn(accept_loop(listener, keeps, dir.to_path_buf(), Some(at_most)));
+        SeparateSink { client, runtime: Some(runtime) }
+    }
+}
+
+impl Drop for SeparateSink {
+    fn drop(&mut self) {
+        // Not a plain drop: a runtime dropped inside another one's task panics.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
-    });
-    Client { http: reqwest::Client::new(), base, token: String::new(), sink: true }
+    }
+}
+
+/// A loopback listener (not yet on any runtime) and a client of it.
+fn listen() -> (std::net::TcpListener, Client) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("sink");
+    listener.set_nonblocking(true).expect("non-blocking sink socket");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    (listener, Client { http: reqwest::Client::new(), base, token: String::new(), sink: true })
+}
+
+/// Serves each connection on the runtime this runs on.
+async fn accept_loop(listener: std::net::TcpListener, keeps: SinkKeeps, dir: PathBuf, at_most: Option<u64>) {
+    let Ok(listener) = TcpListener::from_std(listener) else { return };
+    let connections = AtomicUsize::new(0);
+    while let Ok((stream, _)) = listener.accept().await {
+        let path = dir.join(format!("sink-{}.bin", connections.fetch_add(1, Ordering::Relaxed)));
+        tokio::spawn(serve(stream, keeps, path, at_most));
+    }
 }
 
 /// Removes the files a sink wrote into `dir`.
@@ -58,20 +102,30 @@ pub fn remove_sink_files(dir: &Path) {
     }
 }
 
-async fn serve(stream: TcpStream, keeps: SinkKeeps, path: PathBuf) {
+async fn serve(stream: TcpStream, keeps: SinkKeeps, path: PathBuf, at_most: Option<u64>) {
     let (read, mut write) = stream.into_split();
     // Small, so that body reads into a batch's larger free space bypass it (no extra copy).
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     let mut writer = match keeps {
         SinkKeeps::Nothing => None,
-        SinkKeeps::File | SinkKeeps::DurableFile => match FileWriter::start(&path, keeps == SinkKeeps::DurableFile) {
-            Ok(writer) => Some(writer),
-            Err(_) => return,
-        },
+        SinkKeeps::File | SinkKeeps::DurableFile => {
+            match FileWriter::start(&path, keeps == SinkKeeps::DurableFile, at_most) {
+                Ok(writer) => Some(writer),
+                Err(_) => return,
+            }
+        }
     };
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(length) = read_head(&mut reader).await {
-        let mut body = (&mut reader).take(length);
+    while let Some(head) = read_head(&mut reader).await {
+        // A HEAD is answered at once, as a server answers one from its cache: the probe of
+        // the latency scenario's bound.
+        if head.is_head {
+            if write.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let mut body = (&mut reader).take(head.content_length);
         loop {
             match body.read_buf(&mut batch).await {
                 Ok(0) => break,
@@ -108,20 +162,29 @@ async fn serve(stream: TcpStream, keeps: SinkKeeps, path: PathBuf) {
     }
 }
 
-/// The request head's Content-Length, or None once the connection ends.
-async fn read_head(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<u64> {
-    let mut length = 0u64;
+/// What the sink needs of a request head.
+struct RequestHead {
+    is_head: bool,
+    content_length: u64,
+}
+
+/// The next request's head, or None once the connection ends.
+async fn read_head(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<RequestHead> {
+    let mut head = RequestHead { is_head: false, content_length: 0 };
+    let mut first = true;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
             return None;
         }
         if line == "\r\n" {
-            return Some(length);
+            return Some(head);
         }
-        if let Some((name, value)) = line.split_once(':') {
+        if std::mem::take(&mut first) {
+            head.is_head = line.starts_with("HEAD ");
+        } else if let Some((name, value)) = line.split_once(':') {
             if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap_or(0);
+                head.content_length = value.trim().parse().unwrap_or(0);
             }
         }
     }
@@ -143,12 +206,12 @@ struct FileWriter {
 }
 
 impl FileWriter {
-    fn start(path: &Path, durable: bool) -> std::io::Result<FileWriter> {
+    fn start(path: &Path, durable: bool, at_most: Option<u64>) -> std::io::Result<FileWriter> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         // 16 batches in flight, 8 MiB: Hoist's default body budget.
         let (to_thread, from_reader) = mpsc::channel(16);
         let (give_back, written) = std::sync::mpsc::channel();
-        std::thread::spawn(move || write_loop(file, durable, from_reader, give_back));
+        std::thread::spawn(move || write_loop(file, durable, at_most, from_reader, give_back));
         Ok(FileWriter { to_thread, written })
     }
 
@@ -176,6 +239,7 @@ impl FileWriter {
 fn write_loop(
     mut file: File,
     durable: bool,
+    at_most: Option<u64>,
     mut from_reader: mpsc::Receiver<ToWriter>,
     give_back: std::sync::mpsc::Sender<Vec<u8>>,
 ) {
@@ -194,11 +258,16 @@ fn write_loop(
                 let _ = give_back.send(batch);
             }
             ToWriter::EndOfBody(reply) => {
-                let result = match failed.take() {
+                let mut result = match failed.take() {
                     Some(err) => Err(err),
                     None if durable => file.sync_data(),
                     None => Ok(()),
                 };
+                // Appends follow the new end (O_APPEND), so the offsets start again at 0.
+                if result.is_ok() && at_most.is_some_and(|at_most| written >= at_most) {
+                    result = file.set_len(0);
+                    written = 0;
+                }
                 let _ = reply.send(result);
             }
         }
