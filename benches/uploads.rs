@@ -353,8 +353,8 @@ async fn idle_sessions(store: &StoreUnderTest, rows: &mut Vec<Row>) {
 }
 
 /// Scenario 5 on `store`, then, on the disk store, the same probe against a sink keeping the
-/// bytes (durably with fsync on) while it carries the load Hoist carried: what any server that
-/// keeps them could answer at that load on this machine.
+/// bytes (durably with fsync on) while it carries the load Hoist carried: what a server with no
+/// protocol, answering a HEAD at once, gets at that load on this machine.
 async fn head_latency_under_load(store: &StoreUnderTest, file: &Path, dir: &Path, rows: &mut Vec<Row>) {
     let server = Server::start(&ServerConfig::for_store(store)).await;
     let client = Client::new(&server).await;
