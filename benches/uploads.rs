@@ -369,8 +369,8 @@ async fn head_latency_under_load(store: &StoreUnderTest, file: &Path, dir: &Path
             } else {
                 (SinkKeeps::File, "sink writing to files")
             };
-            // Each file emptied once it holds an upload's worth, as Hoist's load deletes each
-            // upload once it is complete.
+            // Each file replaced once it holds an upload's worth, as Hoist's load deletes each
+            // upload once it is complete and creates the next.
             let sink = SeparateSink::start(keeps, dir, 8 * MIB);
             let probe = sink.client.create(10).await;
             let measured = heads_under_load(&sink.client, &probe, file, Some(hoist.load_rate)).await;

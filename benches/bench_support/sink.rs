@@ -44,9 +44,9 @@ pub async fn start_sink(keeps: SinkKeeps, dir: &Path) -> Client {
 
 /// A sink on a runtime of its own (two worker threads, as Hoist has two HTTP workers here),
 /// so that its answers do not wait behind the benchmark client's tasks: the latency bound.
-/// Each of its files is emptied at the end of a body once it holds `at_most` bytes, as a
-/// server deletes finished uploads, so a load that runs for a while fills no disk. It stops
-/// when dropped.
+/// Each of its files is deleted and created again at the end of a body once it holds
+/// `at_most` bytes, as a server deletes a finished upload and creates the next, so a load that
+/// runs for a while fills no disk. It stops when dropped.
 pub struct SeparateSink {
     pub client: Client,
     runtime: Option<tokio::runtime::Runtime>,
@@ -211,7 +211,8 @@ impl FileWriter {
         // 16 batches in flight, 8 MiB: Hoist's default body budget.
         let (to_thread, from_reader) = mpsc::channel(16);
         let (give_back, written) = std::sync::mpsc::channel();
-        std::thread::spawn(move || write_loop(file, durable, at_most, from_reader, give_back));
+        let path = path.to_path_buf();
+        std::thread::spawn(move || write_loop(file, &path, durable, at_most, from_reader, give_back));
         Ok(FileWriter { to_thread, written })
     }
 
@@ -238,6 +239,7 @@ impl FileWriter {
 
 fn write_loop(
     mut file: File,
+    path: &Path,
     durable: bool,
     at_most: Option<u64>,
     mut from_reader: mpsc::Receiver<ToWriter>,
@@ -263,15 +265,28 @@ fn write_loop(
                     None if durable => file.sync_data(),
                     None => Ok(()),
                 };
-                // Appends follow the new end (O_APPEND), so the offsets start again at 0.
                 if result.is_ok() && at_most.is_some_and(|at_most| written >= at_most) {
-                    result = file.set_len(0);
+                    result = replace_file(&mut file, path, durable);
                     written = 0;
                 }
                 let _ = reply.send(result);
             }
         }
     }
+}
+
+/// Deletes the file and starts a new one in its place, as a server deletes a finished upload
+/// and creates the next (durably with `durable`, as Hoist's disk store creates one).
+fn replace_file(file: &mut File, path: &Path, durable: bool) -> std::io::Result<()> {
+    std::fs::remove_file(path)?;
+    *file = OpenOptions::new().create(true).append(true).open(path)?;
+    if durable {
+        file.sync_all()?;
+        if let Some(dir) = path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+    }
+    Ok(())
 }
 
 fn start_writeback(file: &File, offset: u64, len: u64) {
