@@ -456,10 +456,7 @@ async fn heads_under_load(client: &Client, probe: &str, file: &Path, pace: Optio
         load.push(tokio::spawn(async move {
             let mut pace = pace.map(|rate| Pace::new(rate / UPLOADS as f64));
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let url = match pace.as_mut() {
-                    Some(pace) => client.upload_from_file_at(&file, 8 * MIB, MIB, pace).await,
-                    None => client.upload_from_file(&file, 8 * MIB, MIB).await,
-                };
+                let url = client.upload_paced(&file, 8 * MIB, MIB, pace.as_mut()).await;
                 // The load runs for half a minute at up to a GiB a second: without this the
                 // finished uploads would fill tens of GB of disk.
                 client.terminate(&url).await;

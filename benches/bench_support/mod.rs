@@ -290,13 +290,9 @@ impl Client {
         self.upload_paced(file, size, chunk, None).await
     }
 
-    /// The same, each PATCH held back by `pace`: a load of a given rate, not as fast as the
-    /// server goes.
-    pub async fn upload_from_file_at(&self, file: &Path, size: u64, chunk: u64, pace: &mut Pace) -> String {
-        self.upload_paced(file, size, chunk, Some(pace)).await
-    }
-
-    async fn upload_paced(&self, file: &Path, size: u64, chunk: u64, mut pace: Option<&mut Pace>) -> String {
+    /// The same, each PATCH held back by `pace` if given: a load of a given rate, not as fast
+    /// as the server goes.
+    pub async fn upload_paced(&self, file: &Path, size: u64, chunk: u64, mut pace: Option<&mut Pace>) -> String {
         let source = Arc::new(std::fs::File::open(file).expect("source file"));
         let url = self.create(size).await;
         let mut offset = 0;
@@ -311,11 +307,8 @@ impl Client {
         url
     }
 
-    /// Deletes an upload (tus termination); a sink empties its files by itself.
+    /// Deletes an upload (tus termination).
     pub async fn terminate(&self, url: &str) {
-        if self.sink {
-            return;
-        }
         let response = self
             .http
             .delete(url)

@@ -1,6 +1,6 @@
 //! The loopback sinks the ceilings are measured with: HTTP/1.1 servers with no protocol that
 //! read each request body and discard it, append it to a file, or append it and make it
-//! durable before answering (a HEAD gets 200 at once). The last two bound what any server
+//! durable before answering (a request without a body gets its answer at once). The last two bound what any server
 //! that keeps the bytes could do on this machine with this client, so Hoist's figures can be
 //! read against them.
 
@@ -33,6 +33,9 @@ pub enum SinkKeeps {
 /// Bytes read from the socket before they go to the writing thread, as Hoist's disk store
 /// batches its writes.
 const BATCH: usize = 512 * 1024;
+
+/// The answer to a PATCH (its body kept) and to a DELETE.
+const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
 
 /// Starts a sink on a loopback port, on the benchmark's own runtime; the file-keeping kinds
 /// write `dir/sink-N.bin`, one file per connection, which the caller removes between runs.
@@ -117,10 +120,11 @@ async fn serve(stream: TcpStream, keeps: SinkKeeps, path: PathBuf, at_most: Opti
     };
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(head) = read_head(&mut reader).await {
-        // A HEAD is answered at once, as a server answers one from its cache: the probe of
-        // the latency scenario's bound.
-        if head.is_head {
-            if write.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.is_err() {
+        // A request without a body (the latency probe's HEAD, the load's DELETE) is answered at
+        // once, as a server answers one from its cache.
+        if head.content_length == 0 {
+            let answer: &[u8] = if head.is_head { b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n" } else { NO_CONTENT };
+            if write.write_all(answer).await.is_err() {
                 return;
             }
             continue;
@@ -156,7 +160,7 @@ async fn serve(stream: TcpStream, keeps: SinkKeeps, path: PathBuf, at_most: Opti
                 }
             }
         }
-        if write.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.is_err() {
+        if write.write_all(NO_CONTENT).await.is_err() {
             return;
         }
     }
