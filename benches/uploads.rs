@@ -65,15 +65,17 @@ impl SinkRates {
     }
 }
 
-/// `small_only`: scenario 3 alone (`HOIST_BENCH_ONLY=small`), for A/B runs of the small-PATCH
-/// path; its ratio is then to the sink in 64 KiB requests, scenario 1 not being measured.
+/// `alone`: one scenario's number (`HOIST_BENCH_ONLY=small` for 3, `many` for 2), for A/B runs
+/// of one path; scenario 3's ratio is then to the sink in 64 KiB requests, scenario 1 not
+/// being measured.
 async fn throughput_scenarios(
     store: &StoreUnderTest,
     ceilings: &Ceilings,
     file: &std::path::Path,
-    small_only: bool,
+    alone: Option<u8>,
     rows: &mut Vec<Row>,
 ) {
+    let small_only = alone == Some(b'3');
     let scenarios: [(&'static str, u64, usize, u64); 3] = [
         ("1: one 512 MiB upload, 8 MiB PATCHes", 512 * MIB, 1, 8 * MIB),
         ("2: 50 x 8 MiB uploads, 1 MiB PATCHes", 8 * MIB, 50, MIB),
@@ -82,7 +84,7 @@ async fn throughput_scenarios(
     let runs = runs_per_scenario(store);
     let mut s1_rate = 0.0;
     for (name, size, parallel, chunk) in scenarios {
-        if small_only && !name.starts_with('3') {
+        if alone.is_some_and(|number| name.as_bytes().first() != Some(&number)) {
             continue;
         }
         let mut measured = Vec::new();
@@ -620,16 +622,24 @@ async fn main() {
     if let Ok(endpoint) = std::env::var("HOIST_BENCH_S3_ENDPOINT") {
         stores.push(StoreUnderTest { kind: "s3", fsync: false, s3_endpoint: Some(endpoint) });
     }
-    // HOIST_BENCH_STORE=disk or s3 keeps only that store's rows.
+    // HOIST_BENCH_STORE=disk or s3 keeps only that store's rows, HOIST_BENCH_FSYNC=on or off
+    // only those of the disk store with fsync on or off.
     if let Ok(kind) = std::env::var("HOIST_BENCH_STORE") {
         stores.retain(|store| store.kind == kind);
+    }
+    if let Ok(fsync) = std::env::var("HOIST_BENCH_FSYNC") {
+        stores.retain(|store| store.kind != "disk" || store.fsync == (fsync == "on"));
     }
     let only = std::env::var("HOIST_BENCH_ONLY").unwrap_or_default();
     let mut rows = Vec::new();
     for store in &stores {
-        if only.is_empty() || only.contains("throughput") || only.contains("small") {
-            let small_only = only.contains("small") && !only.contains("throughput");
-            throughput_scenarios(store, &ceilings, &file, small_only, &mut rows).await;
+        if only.is_empty() || ["throughput", "small", "many"].iter().any(|kind| only.contains(kind)) {
+            let alone = match (only.contains("throughput"), only.contains("small"), only.contains("many")) {
+                (false, true, false) => Some(b'3'),
+                (false, false, true) => Some(b'2'),
+                _ => None,
+            };
+            throughput_scenarios(store, &ceilings, &file, alone, &mut rows).await;
         }
         // On the disk store with fsync on only: TLS and the protocol are the same on every store.
         if (only.is_empty() && store.kind == "disk" && store.fsync) || only.contains("tls") {
