@@ -21,6 +21,7 @@ pub struct Metrics {
     pub live_sessions: IntGauge,
     pub writes_in_flight: IntGauge,
     pub body_buffer_bytes: IntGauge,
+    pub body_budget_waits: IntCounter,
     pub ready: IntGauge,
     pub db_connections: IntGaugeVec,
     pub rate_limited: IntCounterVec,
@@ -123,6 +124,12 @@ impl Metrics {
                 "hoist_body_buffer_bytes",
                 "Request-body bytes held in memory by all uploads (bounded by server.body_buffer_mib)",
             )?,
+            body_budget_waits: counter(
+                &registry,
+                "hoist_body_budget_waits_total",
+                "Request-body chunks that waited for room in server.body_buffer_mib, their connection unread \
+                 meanwhile; a steady rise under load means the budget binds and writers store smaller batches",
+            )?,
             live_sessions: gauge(&registry, "hoist_live_sessions", "Upload sessions alive in this process")?,
             writes_in_flight: gauge(&registry, "hoist_writes_in_flight", "Appends running now")?,
             ready: gauge(&registry, "hoist_ready", "1 if the last /health/ready check passed, else 0")?,
@@ -167,6 +174,7 @@ impl Metrics {
             &self.db_pool_timeouts,
             &self.db_commit_group_size,
             &self.body_buffer_bytes,
+            &self.body_budget_waits,
         ];
         let mut names: Vec<String> =
             collectors.iter().flat_map(|c| c.desc()).map(|desc| desc.fq_name.clone()).collect();

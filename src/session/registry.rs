@@ -123,7 +123,10 @@ impl SessionRegistry {
     ) -> Self {
         let node_id = settings.node_id();
         // At least 1 MiB: a smaller budget would let a single chunk hold up every other upload.
-        let body_budget = BodyBudget::new(settings.server.body_buffer_mib.max(1).saturating_mul(1024 * 1024));
+        let body_budget = BodyBudget::counting_waits(
+            settings.server.body_buffer_mib.max(1).saturating_mul(1024 * 1024),
+            metrics.body_budget_waits.clone(),
+        );
         let deps = Arc::new(SessionDeps {
             settings,
             repo,

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use prometheus::IntCounter;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Request-body bytes that may be held in memory by all uploads together.
@@ -23,10 +24,21 @@ pub struct BodyBudget {
     waiting: AtomicUsize,
     /// Woken when a pump starts waiting, so writers holding a partial batch store it.
     pressure: Notify,
+    /// Counts the chunks that had to wait for room (`hoist_body_budget_waits_total`).
+    waits: Option<IntCounter>,
 }
 
 impl BodyBudget {
     pub fn new(bytes: u64) -> Arc<BodyBudget> {
+        BodyBudget::build(bytes, None)
+    }
+
+    /// A budget that counts in `waits` every chunk that waits for room: how often it binds.
+    pub fn counting_waits(bytes: u64, waits: IntCounter) -> Arc<BodyBudget> {
+        BodyBudget::build(bytes, Some(waits))
+    }
+
+    fn build(bytes: u64, waits: Option<IntCounter>) -> Arc<BodyBudget> {
         // Semaphore grants are u32; a budget past 4 GiB is no budget on any real machine.
         let total = u32::try_from(bytes).unwrap_or(u32::MAX).max(1);
         Arc::new(BodyBudget {
@@ -34,6 +46,7 @@ impl BodyBudget {
             total,
             waiting: AtomicUsize::new(0),
             pressure: Notify::new(),
+            waits,
         })
     }
 
@@ -50,6 +63,9 @@ impl BodyBudget {
         }
         if let Ok(permit) = self.permits.clone().try_acquire_many_owned(wanted) {
             return Some(permit);
+        }
+        if let Some(waits) = &self.waits {
+            waits.inc();
         }
         let _waiting = Waiting::start(self);
         self.pressure.notify_waiters();

@@ -84,6 +84,10 @@ on_every_backend!(a_client_that_disconnects_mid_body_keeps_what_arrived);
 /// room; if it waited for a full batch instead, every request would wait for ever.
 async fn many_bodies_over_a_small_memory_budget_all_arrive_whole(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.server.body_buffer_mib = 1).await;
+    // A body that fits never waits, and the operators' counter says so.
+    let small = app.create_upload(3).await;
+    assert_eq!(app.patch(&small, 0, b"abc").await.status(), 204);
+    assert_eq!(budget_waits(&app).await, 0);
     let uploads = 16;
     let mut urls = Vec::new();
     for _ in 0..uploads {
@@ -102,6 +106,15 @@ async fn many_bodies_over_a_small_memory_budget_all_arrive_whole(backend: Backen
     }
     // Every chunk gave its share back once stored.
     assert_eq!(app.state.sessions.deps().body_budget.held(), 0);
+    // 16 MiB at once through 1 MiB: bodies waited for room, which operators can see.
+    assert!(budget_waits(&app).await > 0);
+}
+
+/// `hoist_body_budget_waits_total` as `/metrics` shows it.
+async fn budget_waits(app: &TestApp) -> u64 {
+    let metrics = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+    let line = metrics.lines().find(|l| l.starts_with("hoist_body_budget_waits_total ")).expect("metric");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 on_every_backend!(many_bodies_over_a_small_memory_budget_all_arrive_whole);
 
