@@ -83,7 +83,23 @@ on_every_backend!(a_client_that_disconnects_mid_body_keeps_what_arrived);
 /// a 1 MiB budget. Each writer must store its partial batch when other bodies wait for
 /// room; if it waited for a full batch instead, every request would wait for ever.
 async fn many_bodies_over_a_small_memory_budget_all_arrive_whole(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.server.body_buffer_mib = 1).await;
+    many_bodies_over_a_one_mib_budget(backend, true).await;
+}
+on_every_backend!(many_bodies_over_a_small_memory_budget_all_arrive_whole);
+
+/// The same with fsync off, where the disk store writes those early batches on the session's
+/// own thread instead of handing them to `hoist-io`: every byte still lands, in order.
+async fn many_bodies_over_a_small_memory_budget_arrive_whole_with_fsync_off(backend: Backend) {
+    many_bodies_over_a_one_mib_budget(backend, false).await;
+}
+on_every_backend!(many_bodies_over_a_small_memory_budget_arrive_whole_with_fsync_off);
+
+async fn many_bodies_over_a_one_mib_budget(backend: Backend, fsync: bool) {
+    let app = spawn_app_with(backend, |s| {
+        s.server.body_buffer_mib = 1;
+        s.store.disk.fsync = fsync;
+    })
+    .await;
     // A body that fits never waits, and the operators' counter says so.
     let small = app.create_upload(3).await;
     assert_eq!(app.patch(&small, 0, b"abc").await.status(), 204);
@@ -116,7 +132,6 @@ async fn budget_waits(app: &TestApp) -> u64 {
     let line = metrics.lines().find(|l| l.starts_with("hoist_body_budget_waits_total ")).expect("metric");
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
-on_every_backend!(many_bodies_over_a_small_memory_budget_all_arrive_whole);
 
 /// Whether every session of `app` stops within 4 s (polled every 100 ms).
 async fn sessions_stop_within_4s(app: &TestApp) -> bool {
