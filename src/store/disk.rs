@@ -145,7 +145,7 @@ impl DiskStore {
             batch_len = 0;
             if due == BatchDue::Early && !self.fsync {
                 // Stored here, on the sessions' thread: a copy into the page cache, no device
-                // wait. Early batches are small (the memory budget shared by every upload
+                // wait (the first also opens the file). Early batches are small (the memory budget shared by every upload
                 // bounds them, about budget / uploads), and a hand-off to `hoist-io` and back
                 // cost more than such a copy. Benchmark scenario 2 with fsync off made five
                 // per 1 MiB PATCH; storing them here cut the server's thread switches from
