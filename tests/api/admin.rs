@@ -1,7 +1,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{error_code, spawn_app, Backend, TestApp};
+use crate::helpers::{error_code, metric_sample, spawn_app, Backend, TestApp};
 use crate::on_every_backend;
 
 async fn admin_get(app: &TestApp, path: &str) -> Value {
@@ -133,13 +133,7 @@ async fn metrics_count_requests_bytes_and_uploads(backend: Backend) {
     let response = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
-    let value = |needle: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(needle))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{needle} missing from\n{text}"))
-    };
+    let value = |name: &str| metric_sample(&text, name);
     assert_eq!(value("hoist_uploads_created_total"), 1.0);
     assert_eq!(value("hoist_uploads_completed_total"), 1.0);
     assert_eq!(value("hoist_upload_bytes_received_total"), 10.0);

@@ -187,7 +187,22 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     TestApp { http: TestClient::new(port, &settings), metrics_port, settings, state, _data_dir: data_dir, _pg: pg }
 }
 
+/// The value of the sample `name` (with its labels, if any) in a `/metrics` scrape.
+pub fn metric_sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ')))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+}
+
 impl TestApp {
+    /// Scrapes `/metrics` and returns the sample `name` (see [`metric_sample`]).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.client.get(format!("{}/metrics", self.address)).send().await.unwrap().text().await.unwrap();
+        metric_sample(&text, name)
+    }
+
     /// Whether the store still holds anything of the upload at `url`.
     pub async fn stored(&self, url: &str) -> bool {
         let id = url.rsplit('/').next().expect("upload id");
