@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use body::{body_channel, BodyBudget, BodyEvent, BodyReceiver, BodySender};
+pub use body::{body_channel, BodyBudget, BodyEvent, BodyReceiver, BodySender, DirectWrite, PipeClosed};
 pub use disk::DiskStore;
 pub use s3::{part_size_for, S3Store, StagedObject};
 

@@ -1,9 +1,13 @@
 //! The disk store: one file per upload under `root/xx/<id>`. Appends stream through a
-//! small batch buffer on the blocking pool and are fsynced before they are acknowledged.
+//! small batch buffer on the blocking pool and are fsynced before they are acknowledged;
+//! with fsync off the request's pump writes them itself (see [`lent`]).
+
+mod lent;
 
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::body::{BodyChunk, Next};
 use super::{AppendOutcome, AppendTarget, BodyEnd, BodyEvent, BodyReceiver, StoreError};
@@ -123,7 +127,42 @@ impl DiskStore {
         let mut batch: Vec<BodyChunk> = Vec::new();
         let mut batch_len: u64 = 0;
         let mut queued: u64 = 0;
+        // With fsync off the pump writes the body itself from the first moment nothing is on
+        // its way through the pipe (at once, usually): a copy into the page cache waits for no
+        // device. What came through the pipe before is written first.
+        let lendable = (!self.fsync).then(|| Arc::new(lent::LentFile::default()));
         let end = loop {
+            if let Some(lendable) = &lendable {
+                let mut drained = Vec::new();
+                body.drain(&mut drained);
+                let mut ended = None;
+                for event in drained {
+                    match event {
+                        BodyEvent::Data(chunk) if queued + chunk.len() as u64 > max_bytes => {
+                            ended = Some(BodyEnd::TooLarge);
+                            break;
+                        }
+                        BodyEvent::Data(chunk) => {
+                            queued += chunk.len() as u64;
+                            batch_len += chunk.len() as u64;
+                            batch.push(chunk);
+                        }
+                        BodyEvent::End => ended = Some(BodyEnd::Complete),
+                        BodyEvent::Failed => ended = Some(BodyEnd::Interrupted),
+                    }
+                }
+                if let Some(end) = ended {
+                    break end;
+                }
+                match lendable.lend(body, writer, std::mem::take(&mut batch), queued, max_bytes) {
+                    Some((kept, backlog)) => (writer, batch) = (kept, backlog),
+                    None => {
+                        let returned = lendable.take_back_at_end(body).await.map_err(|e| e.not_found_as(&not_found))?;
+                        (writer, batch) = (returned.writer, returned.backlog);
+                        break returned.end;
+                    }
+                }
+            }
             let event = if batch.is_empty() { Next::Event(body.next().await) } else { body.next_or_store().await };
             let due = match event {
                 Next::Event(BodyEvent::Data(chunk)) => {
@@ -221,11 +260,11 @@ impl DiskStore {
 /// Writes every chunk with as few `writev` calls as the kernel allows (one for a whole batch,
 /// usually): the HTTP layer hands bodies over in pieces of up to 32 KiB, and a `write` per
 /// piece cost a syscall each (two per 64 KiB PATCH, sixteen per 512 KiB batch).
-fn write_all_vectored(file: &mut File, chunks: &[BodyChunk]) -> std::io::Result<()> {
+fn write_all_vectored<C: AsRef<[u8]>>(file: &mut File, chunks: &[C]) -> std::io::Result<()> {
     // Empty pieces are left out: a `writev` of nothing but empty ones returns 0, which would
     // read as a file that takes no more bytes (an HTTP/2 body's last DATA frame is often empty).
     let mut slices: Vec<IoSlice<'_>> =
-        chunks.iter().filter(|chunk| !chunk.is_empty()).map(|chunk| IoSlice::new(chunk)).collect();
+        chunks.iter().map(AsRef::as_ref).filter(|chunk| !chunk.is_empty()).map(IoSlice::new).collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
         match file.write_vectored(rest) {
@@ -268,19 +307,19 @@ impl FileAppend {
         Ok(self.file.insert(file))
     }
 
-    fn write(&mut self, chunks: &[BodyChunk]) -> std::io::Result<()> {
+    fn write<C: AsRef<[u8]>>(&mut self, chunks: &[C]) -> std::io::Result<()> {
         if chunks.is_empty() {
             return Ok(());
         }
         let (start, fsync) = (self.offset + self.written, self.fsync);
-        let len: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+        let len: u64 = chunks.iter().map(|chunk| chunk.as_ref().len() as u64).sum();
         let file = self.open()?;
         write_all_vectored(file, chunks)?;
         if fsync {
             start_writeback(file, start, len);
         }
         if let Some(hasher) = self.hasher.as_mut() {
-            chunks.iter().for_each(|chunk| hasher.update(chunk));
+            chunks.iter().for_each(|chunk| hasher.update(chunk.as_ref()));
         }
         self.written += len;
         Ok(())
@@ -311,7 +350,97 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::domain::ChecksumAlgorithm;
     use crate::store::{body_channel, BodyBudget};
+
+    /// How a test pump ends the body it sends.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Ending {
+        Complete,
+        /// Its connection breaks: the sender goes without `End`.
+        Broken,
+    }
+
+    /// Appends `pieces` with fsync off: the first `before` of them are in the pipe when the
+    /// store starts (it writes those itself), the rest come while it waits (through the file
+    /// it lends the pump). Returns the outcome and the file's bytes.
+    async fn append_with_fsync_off(
+        pieces: &[Vec<u8>],
+        before: usize,
+        max_bytes: u64,
+        checksum: Option<Checksum>,
+        ending: Ending,
+    ) -> (AppendOutcome, Vec<u8>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = DiskStore::new(dir.path().to_path_buf(), false).expect("store");
+        store.create("ab12").await.expect("create");
+        let (tx, mut rx) = body_channel(16, BodyBudget::new(1024 * 1024));
+        for piece in &pieces[..before] {
+            tx.send_data(Bytes::from(piece.clone())).await.expect("pipe open");
+        }
+        let later = pieces[before..].to_vec();
+        let pump = tokio::spawn(async move {
+            for piece in later {
+                if tx.send_data(Bytes::from(piece)).await.is_err() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+            if ending == Ending::Complete {
+                tx.end(true).await;
+            }
+        });
+        let target = AppendTarget { key: "ab12".into(), offset: 0, length: None, part_size: None, multipart_id: None };
+        let (outcome, ()) = store.append(&target, &mut rx, max_bytes, checksum.as_ref(), |_| ()).await.expect("append");
+        pump.await.expect("pump");
+        let on_disk = std::fs::read(store.path("ab12")).expect("read back");
+        (outcome, on_disk)
+    }
+
+    fn pieces() -> Vec<Vec<u8>> {
+        (0..40).map(|i| (0..(i * 997) % 5000).map(|j| (i * 13 + j) as u8).collect()).collect()
+    }
+
+    fn sha256_of(body: &[u8]) -> Checksum {
+        use sha2::Digest;
+        Checksum { algorithm: ChecksumAlgorithm::Sha256, digest: sha2::Sha256::digest(body).to_vec() }
+    }
+
+    #[tokio::test]
+    async fn with_fsync_off_a_body_lands_whole_and_in_order_through_the_pipe_and_the_lent_file() {
+        let pieces = pieces();
+        let body = pieces.concat();
+        for before in [0, 5, 16] {
+            let (outcome, on_disk) =
+                append_with_fsync_off(&pieces, before, u64::MAX, Some(sha256_of(&body)), Ending::Complete).await;
+            assert_eq!(outcome.end, BodyEnd::Complete, "{before} pieces through the pipe");
+            assert_eq!(outcome.written, body.len() as u64);
+            assert!(on_disk == body, "{before} pieces through the pipe: the file is not the body");
+        }
+    }
+
+    #[tokio::test]
+    async fn with_fsync_off_a_body_past_its_limit_or_its_checksum_leaves_nothing() {
+        let pieces = pieces();
+        let body = pieces.concat();
+        let too_large = append_with_fsync_off(&pieces, 5, body.len() as u64 - 1, None, Ending::Complete).await;
+        let mismatch =
+            append_with_fsync_off(&pieces, 5, u64::MAX, Some(sha256_of(b"another body")), Ending::Complete).await;
+        for ((outcome, on_disk), end) in [(too_large, BodyEnd::TooLarge), (mismatch, BodyEnd::ChecksumMismatch)] {
+            assert_eq!(outcome.end, end);
+            assert_eq!(outcome.written, 0);
+            assert!(on_disk.is_empty(), "{end:?}: {} bytes kept", on_disk.len());
+        }
+    }
+
+    #[tokio::test]
+    async fn with_fsync_off_a_broken_body_keeps_what_arrived() {
+        let pieces = pieces();
+        let (outcome, on_disk) = append_with_fsync_off(&pieces, 5, u64::MAX, None, Ending::Broken).await;
+        assert_eq!(outcome.end, BodyEnd::Interrupted);
+        assert_eq!(outcome.written, pieces.concat().len() as u64);
+        assert!(on_disk == pieces.concat());
+    }
 
     #[tokio::test]
     async fn a_batch_of_chunks_lands_in_the_file_whole_and_in_order() {
