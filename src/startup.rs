@@ -58,7 +58,12 @@ pub async fn open_backends(settings: &Settings, metrics: Option<Arc<Metrics>>) -
     .context("opening the database")?;
     let backend = match settings.store.kind {
         StoreKind::Disk => StoreBackend::Disk(
-            DiskStore::new(settings.disk_store_path(), settings.store.disk.fsync).context("opening the disk store")?,
+            DiskStore::new(
+                settings.disk_store_path(),
+                settings.store.disk.fsync,
+                settings.store.disk.write_on_http_workers,
+            )
+            .context("opening the disk store")?,
         ),
         StoreKind::S3 => {
             StoreBackend::S3(S3Store::connect(&settings.store.s3).await.context("configuring the S3 store")?)

@@ -208,6 +208,10 @@ pub struct DiskStoreSettings {
     /// fsync every PATCH before acknowledging it. Turning this off trades durability on
     /// power loss for throughput; a process crash still loses nothing acknowledged.
     pub fsync: bool,
+    /// With fsync off: the HTTP worker reading a body writes it into the page cache itself
+    /// (more throughput, slower HEADs under load; see the README).
+    #[serde(default)]
+    pub write_on_http_workers: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -94,6 +94,39 @@ async fn many_bodies_over_a_small_memory_budget_arrive_whole_with_fsync_off(back
 }
 on_every_backend!(many_bodies_over_a_small_memory_budget_arrive_whole_with_fsync_off);
 
+/// With fsync off and `write_on_http_workers`, each session lends its file to the request's
+/// pump once nothing is on its way through the pipe, while other pumps wait for room in the
+/// budget: every body still lands whole and in order, none waits for ever, and every chunk
+/// that went through the pipe gave its room back.
+async fn many_bodies_written_by_the_http_workers_arrive_whole(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.server.body_buffer_mib = 1;
+        s.store.disk.fsync = false;
+        s.store.disk.write_on_http_workers = true;
+    })
+    .await;
+    let mut urls = Vec::new();
+    for _ in 0..16 {
+        urls.push(app.create_upload(2 << 20).await);
+    }
+    for half in 0..2u64 {
+        let patches = urls.iter().enumerate().map(|(i, url)| {
+            let request = app.patch_request(url, half << 20, bytes(1 << 20, (i as u64 * 2 + half) as u8));
+            async move { request.send().await.expect("PATCH").status() }
+        });
+        let statuses = tokio::time::timeout(Duration::from_secs(60), futures_util::future::join_all(patches))
+            .await
+            .expect("every PATCH finishes");
+        assert!(statuses.iter().all(|s| *s == 204), "{statuses:?}");
+    }
+    for (i, url) in urls.iter().enumerate() {
+        let expected = [bytes(1 << 20, (i * 2) as u8), bytes(1 << 20, (i * 2 + 1) as u8)].concat();
+        assert!(app.download_bytes(url).await == expected, "upload {i} arrived whole");
+    }
+    assert_eq!(app.state.sessions.deps().body_budget.held(), 0);
+}
+on_every_backend!(many_bodies_written_by_the_http_workers_arrive_whole);
+
 async fn many_bodies_over_a_one_mib_budget(backend: Backend, fsync: bool) {
     let app = spawn_app_with(backend, |s| {
         s.server.body_buffer_mib = 1;

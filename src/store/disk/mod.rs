@@ -1,6 +1,7 @@
 //! The disk store: one file per upload under `root/xx/<id>`. Appends stream through a
 //! small batch buffer on the blocking pool and are fsynced before they are acknowledged;
-//! with fsync off the request's pump writes them itself (see [`lent`]).
+//! with fsync off and `store.disk.write_on_http_workers` the request's pump writes them
+//! itself (see [`lent`]).
 
 mod lent;
 
@@ -19,6 +20,8 @@ const WRITE_BATCH: u64 = 512 * 1024;
 pub struct DiskStore {
     root: PathBuf,
     fsync: bool,
+    /// Lend each append's file to its pump (fsync off only): see [`lent`].
+    lend: bool,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -71,9 +74,9 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl DiskStore {
-    pub fn new(root: PathBuf, fsync: bool) -> std::io::Result<DiskStore> {
+    pub fn new(root: PathBuf, fsync: bool, lend: bool) -> std::io::Result<DiskStore> {
         std::fs::create_dir_all(&root)?;
-        Ok(DiskStore { root, fsync })
+        Ok(DiskStore { root, fsync, lend })
     }
 
     /// Keys are upload ids (validated hex), sharded by their first two characters.
@@ -127,10 +130,10 @@ impl DiskStore {
         let mut batch: Vec<BodyChunk> = Vec::new();
         let mut batch_len: u64 = 0;
         let mut queued: u64 = 0;
-        // With fsync off the pump writes the body itself from the first moment nothing is on
-        // its way through the pipe (at once, usually): a copy into the page cache waits for no
-        // device. What came through the pipe before is written first.
-        let lendable = (!self.fsync).then(|| Arc::new(lent::LentFile::default()));
+        // With fsync off and `write_on_http_workers`, the pump writes the body itself from the
+        // first moment nothing is on its way through the pipe (at once, usually): a copy into
+        // the page cache waits for no device. What came through the pipe before goes first.
+        let lendable = (self.lend && !self.fsync).then(|| Arc::new(lent::LentFile::default()));
         let end = loop {
             if let Some(lendable) = &lendable {
                 let mut drained = Vec::new();
@@ -372,7 +375,7 @@ mod tests {
         ending: Ending,
     ) -> (AppendOutcome, Vec<u8>) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = DiskStore::new(dir.path().to_path_buf(), false).expect("store");
+        let store = DiskStore::new(dir.path().to_path_buf(), false, true).expect("store");
         store.create("ab12").await.expect("create");
         let (tx, mut rx) = body_channel(16, BodyBudget::new(1024 * 1024));
         for piece in &pieces[..before] {
