@@ -270,18 +270,6 @@ impl BodyReceiver {
         }
     }
 
-    /// Moves every event already in the pipe into `into`, in order, up to the body's end.
-    pub fn drain(&mut self, into: &mut Vec<BodyEvent>) {
-        while let Ok(event) = self.rx.try_recv() {
-            self.received(&event);
-            let data = matches!(event, BodyEvent::Data(_));
-            into.push(event);
-            if !data {
-                return;
-            }
-        }
-    }
-
     /// Readies a loan if no chunk is on its way through the pipe (None if one is: receive
     /// it, then try again). Until the [`Loan`] is used or dropped, the pump waits before
     /// its next chunk.
@@ -392,9 +380,8 @@ mod tests {
         tx.send_data(Bytes::from_static(b"first")).await.expect("pipe open");
         assert!(rx.loan().is_none(), "the first chunk is still in the pipe: a loan would store the next before it");
 
-        let mut drained = Vec::new();
-        rx.drain(&mut drained);
-        assert!(matches!(&drained[..], [BodyEvent::Data(chunk)] if &chunk[..] == b"first"));
+        let first = rx.next().await;
+        assert!(matches!(&first, BodyEvent::Data(chunk) if &chunk[..] == b"first"));
         let kept = Arc::new(Kept::default());
         rx.loan().expect("nothing on its way").lend(kept.clone());
         tx.send_data(Bytes::from_static(b"second")).await.expect("stored through the loan");
@@ -421,8 +408,7 @@ mod tests {
         // The writer keeps the first chunk (and its room) and lends: the waiting pump must
         // not wait for room any longer, or a writer whose backlog holds the budget would
         // wait on a pump that waits on it.
-        let mut backlog = Vec::new();
-        rx.drain(&mut backlog);
+        let backlog = rx.next().await;
         let kept = Arc::new(Kept::default());
         rx.loan().expect("the waiting chunk is not on its way yet").lend(kept.clone());
         let tx = tokio::time::timeout(Duration::from_secs(5), second).await.expect("pump went on").expect("task");

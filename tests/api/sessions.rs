@@ -110,14 +110,7 @@ async fn many_bodies_written_by_the_http_workers_arrive_whole(backend: Backend) 
         urls.push(app.create_upload(2 << 20).await);
     }
     for half in 0..2u64 {
-        let patches = urls.iter().enumerate().map(|(i, url)| {
-            let request = app.patch_request(url, half << 20, bytes(1 << 20, (i as u64 * 2 + half) as u8));
-            async move { request.send().await.expect("PATCH").status() }
-        });
-        let statuses = tokio::time::timeout(Duration::from_secs(60), futures_util::future::join_all(patches))
-            .await
-            .expect("every PATCH finishes");
-        assert!(statuses.iter().all(|s| *s == 204), "{statuses:?}");
+        patch_all_at_once(&app, &urls, half << 20, |i| bytes(1 << 20, (i as u64 * 2 + half) as u8)).await;
     }
     for (i, url) in urls.iter().enumerate() {
         let expected = [bytes(1 << 20, (i * 2) as u8), bytes(1 << 20, (i * 2 + 1) as u8)].concat();
@@ -126,6 +119,19 @@ async fn many_bodies_written_by_the_http_workers_arrive_whole(backend: Backend) 
     assert_eq!(app.state.sessions.deps().body_budget.held(), 0);
 }
 on_every_backend!(many_bodies_written_by_the_http_workers_arrive_whole);
+
+/// PATCHes every upload in `urls` at `offset` at once, the i-th with `body(i)`, and asserts
+/// that each is acknowledged within a minute.
+async fn patch_all_at_once(app: &TestApp, urls: &[String], offset: u64, body: impl Fn(usize) -> Vec<u8>) {
+    let patches = urls.iter().enumerate().map(|(i, url)| {
+        let request = app.patch_request(url, offset, body(i));
+        async move { request.send().await.expect("PATCH").status() }
+    });
+    let statuses = tokio::time::timeout(Duration::from_secs(60), futures_util::future::join_all(patches))
+        .await
+        .expect("every PATCH finishes");
+    assert!(statuses.iter().all(|s| *s == 204), "{statuses:?}");
+}
 
 async fn many_bodies_over_a_one_mib_budget(backend: Backend, fsync: bool) {
     let app = spawn_app_with(backend, |s| {
@@ -142,14 +148,7 @@ async fn many_bodies_over_a_one_mib_budget(backend: Backend, fsync: bool) {
     for _ in 0..uploads {
         urls.push(app.create_upload(1 << 20).await);
     }
-    let patches = urls.iter().enumerate().map(|(i, url)| {
-        let request = app.patch_request(url, 0, bytes(1 << 20, i as u8));
-        async move { request.send().await.expect("PATCH").status() }
-    });
-    let statuses = tokio::time::timeout(Duration::from_secs(60), futures_util::future::join_all(patches))
-        .await
-        .expect("every PATCH finishes");
-    assert!(statuses.iter().all(|s| *s == 204), "{statuses:?}");
+    patch_all_at_once(&app, &urls, 0, |i| bytes(1 << 20, i as u8)).await;
     for (i, url) in urls.iter().enumerate() {
         assert!(app.download_bytes(url).await == bytes(1 << 20, i as u8), "upload {i} arrived whole");
     }

@@ -132,31 +132,11 @@ impl DiskStore {
         let mut queued: u64 = 0;
         // With fsync off and `write_on_http_workers`, the pump writes the body itself from the
         // first moment nothing is on its way through the pipe (at once, usually): a copy into
-        // the page cache waits for no device. What came through the pipe before goes first.
+        // the page cache waits for no device. The batch of what came through the pipe before
+        // goes first.
         let lendable = (self.lend && !self.fsync).then(|| Arc::new(lent::LentFile::default()));
         let end = loop {
             if let Some(lendable) = &lendable {
-                let mut drained = Vec::new();
-                body.drain(&mut drained);
-                let mut ended = None;
-                for event in drained {
-                    match event {
-                        BodyEvent::Data(chunk) if queued + chunk.len() as u64 > max_bytes => {
-                            ended = Some(BodyEnd::TooLarge);
-                            break;
-                        }
-                        BodyEvent::Data(chunk) => {
-                            queued += chunk.len() as u64;
-                            batch_len += chunk.len() as u64;
-                            batch.push(chunk);
-                        }
-                        BodyEvent::End => ended = Some(BodyEnd::Complete),
-                        BodyEvent::Failed => ended = Some(BodyEnd::Interrupted),
-                    }
-                }
-                if let Some(end) = ended {
-                    break end;
-                }
                 match lendable.lend(body, writer, std::mem::take(&mut batch), queued, max_bytes) {
                     Some((kept, backlog)) => (writer, batch) = (kept, backlog),
                     None => {
