@@ -4,12 +4,14 @@
 //! itself (see [`lent`]).
 
 mod lent;
+mod page_cache;
 
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use self::page_cache::{release_behind, start_writeback};
 use super::body::{BodyChunk, Next};
 use super::{AppendOutcome, AppendTarget, BodyEnd, BodyEvent, BodyReceiver, StoreError};
 use crate::domain::{Checksum, Hasher};
@@ -41,23 +43,6 @@ enum BatchDue {
     /// Other bodies wait for the memory it holds.
     Early,
 }
-
-/// Starts writing a just-written range to the device without waiting for it. The fsync
-/// that acknowledges the append then waits only for the tail of the body instead of
-/// flushing all of it after the last byte arrived: the disk works while the network does.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
-    // SAFETY: a plain syscall on a descriptor `file` keeps open for the whole call; it
-    // reads no memory of ours. A failure only means the later fsync does all the work.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 impl StoreError {
     /// A missing upload file is the upload's object gone, not an I/O failure.
@@ -300,6 +285,7 @@ impl FileAppend {
         write_all_vectored(file, chunks)?;
         if fsync {
             start_writeback(file, start, len);
+            release_behind(file, start, start + len);
         }
         if let Some(hasher) = self.hasher.as_mut() {
             chunks.iter().for_each(|chunk| hasher.update(chunk.as_ref()));
