@@ -198,6 +198,9 @@ pub struct S3StoreSettings {
     pub spool_dir: String,
     /// Attempts per S3 request (standard retry with backoff) before answering 503.
     pub max_attempts: u32,
+    /// Local copies of staged tails, in MiB for all uploads together, so the PATCH that
+    /// fills a part reads nothing back from S3; 0: none.
+    pub tail_copy_mib: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

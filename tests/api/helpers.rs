@@ -178,6 +178,10 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let (mut settings, data_dir, pg) = test_settings(backend).await;
     tweak(&mut settings);
+    start(settings, data_dir, pg).await
+}
+
+async fn start(settings: Settings, data_dir: tempfile::TempDir, pg: Option<PgTestDb>) -> TestApp {
     let log = hoist::telemetry::build_logger(&settings.log).expect("logger");
     let app = Application::build(settings.clone(), log).await.expect("application starts");
     let port = app.port();
@@ -197,6 +201,17 @@ pub fn metric_sample(text: &str, name: &str) -> f64 {
 }
 
 impl TestApp {
+    /// Another node of the same deployment: this app's settings (its database and S3
+    /// bucket) under the node id `node_id`, with a data directory of its own. For the S3
+    /// store (a disk store's files are one node's own).
+    pub async fn spawn_node(&self, node_id: &str) -> TestApp {
+        let mut settings = self.settings.clone();
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        settings.server.data_dir = data_dir.path().to_path_buf();
+        settings.server.node_id = node_id.to_owned();
+        start(settings, data_dir, None).await
+    }
+
     /// Scrapes `/metrics` and returns the sample `name` (see [`metric_sample`]).
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self.client.get(format!("{}/metrics", self.address)).send().await.unwrap().text().await.unwrap();

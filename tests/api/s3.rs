@@ -54,10 +54,33 @@ async fn chunks_of_any_size_become_equal_parts_and_one_short_last_part() {
     assert!(!s3(&app).holds_anything(&format!("hoist/{id}.staged/")).await.unwrap(), "staged tail cleaned up");
 }
 
+/// The staged objects of the upload at `url`, by start offset.
+async fn staged_starts(app: &TestApp, url: &str) -> Vec<u64> {
+    let key = format!("hoist/{}", upload_id(url));
+    s3(app).staged_objects(&key).await.unwrap().iter().map(|object| object.start).collect()
+}
+
 #[actix_rt::test]
-async fn a_thousand_small_chunks_read_each_staged_byte_back_at_most_once() {
+async fn small_chunks_fill_parts_from_the_nodes_own_copy_of_the_staged_tail() {
     let app = spawn_app(Backend::S3).await;
-    let data = bytes(1000 * 64 * 1024, 22);
+    let data = bytes(200 * 64 * 1024, 22);
+    let url = app.create_upload(data.len() as u64).await;
+    // Part 1 (8 MiB) fills on the 128th PATCH; 8 more are staged behind it.
+    send_in_chunks(&app, &url, &data[..136 * 64 * 1024], &[64 * 1024]).await;
+    assert_eq!(s3(&app).staged_bytes_read(), 0, "no staged byte read back from S3");
+    let left: Vec<u64> = (128..136).map(|i| i * 64 * 1024).collect();
+    assert_eq!(staged_starts(&app, &url).await, left, "the part's staged objects are deleted, the next part's kept");
+    assert_eq!(app.patch(&url, 136 * 64 * 1024, &data[136 * 64 * 1024..]).await.status(), 204);
+    assert_eq!(s3(&app).staged_bytes_read(), 0);
+    let downloaded = app.download_bytes(&url).await;
+    assert_eq!(sha2::Sha256::digest(&downloaded), sha2::Sha256::digest(&data));
+    assert!(staged_starts(&app, &url).await.is_empty(), "staged tail cleaned up");
+}
+
+#[actix_rt::test]
+async fn without_local_copies_each_staged_byte_is_read_back_at_most_once() {
+    let app = spawn_app_with(Backend::S3, |s| s.store.s3.tail_copy_mib = 0).await;
+    let data = bytes(300 * 64 * 1024, 27);
     let url = app.create_upload(data.len() as u64).await;
     send_in_chunks(&app, &url, &data, &[64 * 1024]).await;
     let (read, written) = (s3(&app).staged_bytes_read(), s3(&app).staged_bytes_written());
@@ -66,6 +89,46 @@ async fn a_thousand_small_chunks_read_each_staged_byte_back_at_most_once() {
     assert!(read > 0);
     let downloaded = app.download_bytes(&url).await;
     assert_eq!(sha2::Sha256::digest(&downloaded), sha2::Sha256::digest(&data));
+}
+
+/// Sends one PATCH from `node`, retrying while another node still holds the upload's lease
+/// (its session lets it go once idle: 1 s in these tests).
+async fn patch_when_free(node: &TestApp, url: &str, offset: u64, body: &[u8]) {
+    for _ in 0..100 {
+        let status = node.patch(url, offset, body).await.status();
+        if status != 423 {
+            assert_eq!(status, 204, "PATCH at {offset}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the other node kept the lease on {url}");
+}
+
+#[actix_rt::test]
+async fn a_node_taking_an_upload_over_reads_the_staged_tail_back_and_a_stale_copy_is_not_used() {
+    let a = spawn_app_with(Backend::S3, |s| {
+        s.uploads.session_idle_secs = 1;
+        s.server.node_id = "node-a".to_owned();
+    })
+    .await;
+    let b = a.spawn_node("node-b").await;
+    let url = a.create_upload((8 * MIB + 600 * 1024) as u64).await;
+    let url_b = url.replace(&a.address, &b.address);
+    let data = bytes(8 * MIB + 600 * 1024, 28);
+    // Node a stages the first MiB of part 1 (and keeps a copy of it).
+    for at in (0..MIB).step_by(256 * 1024) {
+        patch_when_free(&a, &url, at as u64, &data[at..at + 256 * 1024]).await;
+    }
+    // Node b fills part 1: it has no copy, so it reads a's staged MiB back, and stages
+    // 300 KiB of part 2.
+    patch_when_free(&b, &url_b, MIB as u64, &data[MIB..8 * MIB + 300 * 1024]).await;
+    assert_eq!(s3(&b).staged_bytes_read(), MIB as u64);
+    // Node a ends the upload. Its copy (part 1's first MiB) is not part 2's tail: it reads
+    // b's 300 KiB back.
+    patch_when_free(&a, &url, (8 * MIB + 300 * 1024) as u64, &data[8 * MIB + 300 * 1024..]).await;
+    assert_eq!(s3(&a).staged_bytes_read(), 300 * 1024);
+    assert!(a.download_bytes(&url).await == data, "the object is not the bytes sent");
 }
 
 #[actix_rt::test]

@@ -4,18 +4,12 @@ use std::sync::atomic::Ordering;
 
 use aws_sdk_s3::primitives::{ByteStream, Length};
 
-use super::{s3_error, staged_prefix, S3Store};
+use super::tail_copy::StagedRef;
+use super::{s3_error, staged_prefix, S3Store, StagedObject};
 use crate::domain::Checksum;
 use crate::store::spool::Spool;
 use crate::store::{checksum_verdict, AppendOutcome, AppendTarget, BodyEnd, BodyEvent, BodyReceiver};
 use crate::store::{StoreError, UploadedPart};
-
-/// A staged object holding bytes `[start, start + size)` of the upload.
-struct Segment {
-    key: String,
-    start: u64,
-    size: u64,
-}
 
 /// Bytes the SDK reads from a spool file at a time for a request body.
 ///
@@ -112,7 +106,8 @@ impl S3Store {
             let start = new_offset - spool.len();
             let key = format!("{}{start:020}", staged_prefix(&target.key));
             let body = spool_body(&spool).await?;
-            self.client
+            let staged = self
+                .client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(&key)
@@ -122,12 +117,15 @@ impl S3Store {
                 .await
                 .map_err(|e| s3_error("PutObject (staged)", e))?;
             self.staged_bytes_written.fetch_add(spool.len(), Ordering::Relaxed);
+            let object = StagedRef { key, size: spool.len(), etag: staged.e_tag().unwrap_or_default().to_owned() };
+            self.tails.record(&target.key, part_start, start, object, &mut spool).await;
         }
         Ok(AppendOutcome { written, end, parts, superseded })
     }
 
-    /// Uploads part `number`: the staged bytes `[part_start, part_start + staged_len)` read
-    /// back once, followed by the spool. Returns the part and the staged keys it replaced.
+    /// Uploads part `number`: the staged bytes `[part_start, part_start + staged_len)`, from
+    /// this node's copy of them or else read back once, followed by the spool. Returns the
+    /// part and the staged keys it replaced.
     pub(super) async fn upload_part(
         &self,
         key: &str,
@@ -139,27 +137,17 @@ impl S3Store {
     ) -> Result<(UploadedPart, Vec<String>), StoreError> {
         let mut assembled;
         let (source, folded) = if staged_len == 0 {
+            // Whatever copy there is holds an earlier part's tail.
+            self.tails.forget(key);
             (spool, Vec::new())
         } else {
             let segments = self.staged_segments(key, part_start, part_start + staged_len).await?;
-            assembled = Spool::new(&self.spool_dir).await?;
-            for segment in &segments {
-                let take = segment.size.min(part_start + staged_len - segment.start);
-                let object = self
-                    .client
-                    .get_object()
-                    .bucket(&self.bucket)
-                    .key(&segment.key)
-                    .range(format!("bytes=0-{}", take - 1))
-                    .send()
-                    .await
-                    .map_err(|e| s3_error("GetObject (staged)", e))?;
-                let mut stream = object.body;
-                while let Some(bytes) = stream.try_next().await.map_err(|e| StoreError::Unavailable(e.to_string()))? {
-                    self.staged_bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    assembled.write(bytes).await?;
-                }
-            }
+            let listed: Vec<StagedRef> =
+                segments.iter().map(|s| StagedRef { key: s.key.clone(), size: s.size, etag: s.etag.clone() }).collect();
+            assembled = match self.tails.take_matching(key, part_start, staged_len, &listed) {
+                Some(copy) => copy,
+                None => self.read_back(&segments, part_start + staged_len).await?,
+            };
             assembled.append_from(spool).await?;
             (&mut assembled, segments.into_iter().map(|s| s.key).collect())
         };
@@ -181,15 +169,33 @@ impl S3Store {
         Ok((UploadedPart { number, size: size as i64, etag: etag.to_owned() }, folded))
     }
 
+    /// The staged `segments` up to `to`, fetched from S3 into a new spool.
+    async fn read_back(&self, segments: &[StagedObject], to: u64) -> Result<Spool, StoreError> {
+        let mut assembled = Spool::new(&self.spool_dir).await?;
+        for segment in segments {
+            let take = segment.size.min(to - segment.start);
+            let object = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&segment.key)
+                .range(format!("bytes=0-{}", take - 1))
+                .send()
+                .await
+                .map_err(|e| s3_error("GetObject (staged)", e))?;
+            let mut stream = object.body;
+            while let Some(bytes) = stream.try_next().await.map_err(|e| StoreError::Unavailable(e.to_string()))? {
+                self.staged_bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                assembled.write(bytes).await?;
+            }
+        }
+        Ok(assembled)
+    }
+
     /// The staged objects covering exactly `[from, to)`, in order.
-    async fn staged_segments(&self, key: &str, from: u64, to: u64) -> Result<Vec<Segment>, StoreError> {
-        let segments: Vec<Segment> = self
-            .staged_objects(key)
-            .await?
-            .into_iter()
-            .filter(|s| s.start >= from && s.start < to)
-            .map(|s| Segment { key: s.key, start: s.start, size: s.size })
-            .collect();
+    async fn staged_segments(&self, key: &str, from: u64, to: u64) -> Result<Vec<StagedObject>, StoreError> {
+        let segments: Vec<StagedObject> =
+            self.staged_objects(key).await?.into_iter().filter(|s| s.start >= from && s.start < to).collect();
         let mut cursor = from;
         for segment in &segments {
             if segment.start != cursor {

@@ -9,6 +9,8 @@ pub struct StagedObject {
     pub key: String,
     pub start: u64,
     pub size: u64,
+    /// As listed (quoted, as S3 sends it).
+    pub etag: String,
 }
 
 impl S3Store {
@@ -70,9 +72,9 @@ impl S3Store {
             .list(&prefix)
             .await?
             .into_iter()
-            .filter_map(|(object, size)| {
-                let start = object.strip_prefix(&prefix)?.parse::<u64>().ok()?;
-                Some(StagedObject { key: object, start, size })
+            .filter_map(|object| {
+                let start = object.key.strip_prefix(&prefix)?.parse::<u64>().ok()?;
+                Some(StagedObject { start, key: object.key, size: object.size, etag: object.etag })
             })
             .collect();
         staged.sort_by_key(|s| s.start);

@@ -1,0 +1,129 @@
+//! This node's copy of each upload's staged tail, so that the append that fills a part
+//! reads nothing back from S3.
+//!
+//! A tail that does not fill a part is staged in S3 (durable, so any node can resume), one
+//! object per PATCH. Without a copy, the PATCH that fills the part fetched every one of them
+//! again before `UploadPart`: one GetObject per earlier small PATCH, all while its client
+//! waited (80 of them for an 8 MiB part in 100 KiB PATCHes). The node that staged them has
+//! just had those bytes in a spool; it keeps them in a local file instead.
+//!
+//! The copy is only a cache: it is used when the staged objects S3 lists for the part are
+//! exactly the ones this node wrote into it (key, size and ETag, in order). Any other case
+//! (another node took the upload over and staged bytes of its own, a restart, an evicted
+//! copy) reads the staged objects back as before. Copies are bounded in bytes
+//! (`store.s3.tail_copy_mib`, least recently used first out) and in time.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+
+use crate::store::spool::Spool;
+
+/// A copy nobody appended to or used for this long is dropped: its client has most likely
+/// gone, and if it comes back the staged objects are still in S3.
+const IDLE_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// A staged object, as `PutObject` answered and `ListObjectsV2` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StagedRef {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+}
+
+/// The bytes `[start, start + file.len())` of one upload, as the staged `objects` hold them.
+struct TailCopy {
+    start: u64,
+    objects: Vec<StagedRef>,
+    /// Deleted with the copy.
+    file: Spool,
+}
+
+/// A cache entry. The copy is taken out of it, not shared: the cache may hold on to a
+/// removed entry until its next maintenance, so the entry cannot be unwrapped.
+struct Slot {
+    /// The copy's size when it went in, for the cache's weigher.
+    len: u64,
+    copy: Mutex<Option<TailCopy>>,
+}
+
+pub(super) struct TailCopies {
+    /// Upload key → its copy. Taken out while an append works on it (one append per upload
+    /// at a time: the upload's session runs them in turn).
+    copies: Option<Cache<String, Arc<Slot>>>,
+    /// Where the copies' files go (the spool directory).
+    dir: PathBuf,
+}
+
+impl TailCopies {
+    /// Copies of at most `max_bytes` in all; 0 keeps none (every part reads its staged
+    /// bytes back from S3).
+    pub fn new(max_bytes: u64, dir: PathBuf) -> TailCopies {
+        let copies = (max_bytes > 0).then(|| {
+            Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|_key: &String, slot: &Arc<Slot>| u32::try_from(slot.len).unwrap_or(u32::MAX))
+                // Plain LRU: the default admission policy may turn a new upload's copy away
+                // in favour of older ones, and a copy is worth most while its upload is active.
+                .eviction_policy(EvictionPolicy::lru())
+                .time_to_idle(IDLE_LIFETIME)
+                .build()
+        });
+        TailCopies { copies, dir }
+    }
+
+    fn take(&self, upload_key: &str) -> Option<TailCopy> {
+        let slot = self.copies.as_ref()?.remove(upload_key)?;
+        let mut copy = slot.copy.lock().unwrap_or_else(PoisonError::into_inner);
+        copy.take()
+    }
+
+    /// After `object` (the bytes `spool` holds, staged at `object_start`) was staged for the
+    /// part starting at `part_start`: extends the upload's copy with them, or starts one if
+    /// the object is the part's first. Anything else (the copy does not end where the object
+    /// starts) leaves the upload without a copy. Best effort: a failed local write only
+    /// costs the part its shortcut.
+    pub async fn record(
+        &self,
+        upload_key: &str,
+        part_start: u64,
+        object_start: u64,
+        object: StagedRef,
+        spool: &mut Spool,
+    ) {
+        let Some(copies) = &self.copies else { return };
+        let existing = self.take(upload_key).filter(|copy| copy.start == part_start);
+        let mut copy = match existing {
+            Some(copy) if copy.start + copy.file.len() == object_start => copy,
+            _ if object_start == part_start => match Spool::new(&self.dir).await {
+                Ok(file) => TailCopy { start: part_start, objects: Vec::new(), file },
+                Err(_) => return,
+            },
+            _ => return,
+        };
+        if copy.file.append_from(spool).await.is_err() || copy.file.len() != object_start - part_start + object.size {
+            return;
+        }
+        copy.objects.push(object);
+        let len = copy.file.len();
+        copies.insert(upload_key.to_owned(), Arc::new(Slot { len, copy: Mutex::new(Some(copy)) }));
+    }
+
+    /// The staged bytes `[part_start, part_start + len)`, if this node's copy holds exactly
+    /// those and S3 lists exactly its `objects` for them. The copy leaves the cache either
+    /// way (the part about to be uploaded supersedes it).
+    pub fn take_matching(&self, upload_key: &str, part_start: u64, len: u64, objects: &[StagedRef]) -> Option<Spool> {
+        let copy = self.take(upload_key)?;
+        (copy.start == part_start && copy.file.len() == len && copy.objects == objects).then_some(copy.file)
+    }
+
+    /// The upload is finished or gone.
+    pub fn forget(&self, upload_key: &str) {
+        if let Some(copies) = &self.copies {
+            copies.invalidate(upload_key);
+        }
+    }
+}
