@@ -4,7 +4,6 @@ use std::sync::atomic::Ordering;
 
 use aws_sdk_s3::primitives::{ByteStream, Length};
 
-use super::tail_copy::StagedRef;
 use super::{s3_error, staged_prefix, S3Store, StagedObject};
 use crate::domain::Checksum;
 use crate::store::spool::Spool;
@@ -117,8 +116,9 @@ impl S3Store {
                 .await
                 .map_err(|e| s3_error("PutObject (staged)", e))?;
             self.staged_bytes_written.fetch_add(spool.len(), Ordering::Relaxed);
-            let object = StagedRef { key, size: spool.len(), etag: staged.e_tag().unwrap_or_default().to_owned() };
-            self.tails.record(&target.key, part_start, start, object, &mut spool).await;
+            let etag = staged.e_tag().unwrap_or_default().to_owned();
+            let object = StagedObject { key, start, size: spool.len(), etag };
+            self.tails.record(&target.key, part_start, object, &mut spool).await;
         }
         Ok(AppendOutcome { written, end, parts, superseded })
     }
@@ -142,9 +142,7 @@ impl S3Store {
             (spool, Vec::new())
         } else {
             let segments = self.staged_segments(key, part_start, part_start + staged_len).await?;
-            let listed: Vec<StagedRef> =
-                segments.iter().map(|s| StagedRef { key: s.key.clone(), size: s.size, etag: s.etag.clone() }).collect();
-            assembled = match self.tails.take_matching(key, part_start, staged_len, &listed) {
+            assembled = match self.tails.take_matching(key, part_start, staged_len, &segments) {
                 Some(copy) => copy,
                 None => self.read_back(&segments, part_start + staged_len).await?,
             };

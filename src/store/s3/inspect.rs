@@ -4,7 +4,7 @@ use super::{s3_error, staged_prefix, S3Store};
 use crate::store::{StoreError, UploadedPart};
 
 /// A staged tail object: bytes `[start, start + size)` of the upload.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagedObject {
     pub key: String,
     pub start: u64,

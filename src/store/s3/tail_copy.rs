@@ -20,24 +20,18 @@ use std::time::Duration;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
+use super::StagedObject;
 use crate::store::spool::Spool;
 
 /// A copy nobody appended to or used for this long is dropped: its client has most likely
 /// gone, and if it comes back the staged objects are still in S3.
 const IDLE_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// A staged object, as `PutObject` answered and `ListObjectsV2` lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct StagedRef {
-    pub key: String,
-    pub size: u64,
-    pub etag: String,
-}
-
 /// The bytes `[start, start + file.len())` of one upload, as the staged `objects` hold them.
 struct TailCopy {
     start: u64,
-    objects: Vec<StagedRef>,
+    /// As `PutObject` answered for each; compared with what `ListObjectsV2` lists.
+    objects: Vec<StagedObject>,
     /// Deleted with the copy.
     file: Spool,
 }
@@ -81,30 +75,23 @@ impl TailCopies {
         copy.take()
     }
 
-    /// After `object` (the bytes `spool` holds, staged at `object_start`) was staged for the
-    /// part starting at `part_start`: extends the upload's copy with them, or starts one if
-    /// the object is the part's first. Anything else (the copy does not end where the object
-    /// starts) leaves the upload without a copy. Best effort: a failed local write only
-    /// costs the part its shortcut.
-    pub async fn record(
-        &self,
-        upload_key: &str,
-        part_start: u64,
-        object_start: u64,
-        object: StagedRef,
-        spool: &mut Spool,
-    ) {
+    /// After `object` (the bytes `spool` holds) was staged for the part starting at
+    /// `part_start`: extends the upload's copy with them, or starts one if the object is the
+    /// part's first. Anything else (the copy does not end where the object starts) leaves
+    /// the upload without a copy. Best effort: a failed local write only costs the part its
+    /// shortcut.
+    pub async fn record(&self, upload_key: &str, part_start: u64, object: StagedObject, spool: &mut Spool) {
         let Some(copies) = &self.copies else { return };
         let existing = self.take(upload_key).filter(|copy| copy.start == part_start);
         let mut copy = match existing {
-            Some(copy) if copy.start + copy.file.len() == object_start => copy,
-            _ if object_start == part_start => match Spool::new(&self.dir).await {
+            Some(copy) if copy.start + copy.file.len() == object.start => copy,
+            _ if object.start == part_start => match Spool::new(&self.dir).await {
                 Ok(file) => TailCopy { start: part_start, objects: Vec::new(), file },
                 Err(_) => return,
             },
             _ => return,
         };
-        if copy.file.append_from(spool).await.is_err() || copy.file.len() != object_start - part_start + object.size {
+        if copy.file.append_from(spool).await.is_err() || copy.file.len() != object.start - part_start + object.size {
             return;
         }
         copy.objects.push(object);
@@ -115,7 +102,13 @@ impl TailCopies {
     /// The staged bytes `[part_start, part_start + len)`, if this node's copy holds exactly
     /// those and S3 lists exactly its `objects` for them. The copy leaves the cache either
     /// way (the part about to be uploaded supersedes it).
-    pub fn take_matching(&self, upload_key: &str, part_start: u64, len: u64, objects: &[StagedRef]) -> Option<Spool> {
+    pub fn take_matching(
+        &self,
+        upload_key: &str,
+        part_start: u64,
+        len: u64,
+        objects: &[StagedObject],
+    ) -> Option<Spool> {
         let copy = self.take(upload_key)?;
         (copy.start == part_start && copy.file.len() == len && copy.objects == objects).then_some(copy.file)
     }
