@@ -155,6 +155,7 @@ impl Application {
         let (h2_stream_window, h2_connection_window) =
             (settings.server.h2_stream_window(), settings.server.h2_connection_window());
         let request_head_timeout = Duration::from_millis(settings.server.client_request_timeout_ms);
+        let linger = Duration::from_millis(settings.server.linger_ms);
         let mut builder =
             Server::build().workers(workers).shutdown_timeout(settings.server.shutdown_grace_secs).disable_signals();
         // `/metrics` on a listener of its own (plain HTTP, never rate-limited), off the
@@ -181,6 +182,7 @@ impl Application {
                 let http = HttpService::build()
                     .keep_alive(keep_alive)
                     .client_request_timeout(request_head_timeout)
+                    .client_disconnect_timeout(linger)
                     .local_addr(address)
                     .h2_initial_window_size(h2_stream_window)
                     .h2_initial_connection_window_size(h2_connection_window)
@@ -207,6 +209,7 @@ impl Application {
                 let http = HttpService::build()
                     .keep_alive(keep_alive)
                     .client_request_timeout(request_head_timeout)
+                    .client_disconnect_timeout(linger)
                     .local_addr(address)
                     .on_connect_ext(|io: &InterimIo<actix_rt::net::TcpStream>, ext| {
                         ext.insert::<InterimSender>(io.interim());

@@ -49,6 +49,11 @@ pub struct ServerSettings {
     pub keep_alive_secs: u64,
     /// Time allowed to receive the request head.
     pub client_request_timeout_ms: u64,
+    /// After answering a request whose body it did not read (409, 423, 413...), the
+    /// listener goes on reading and discarding that body for up to this long before it
+    /// closes: closing at once resets the connection under a client still sending, which
+    /// then sees a broken pipe instead of the answer. 0: close at once.
+    pub linger_ms: u64,
     /// A PATCH body that sends nothing for this long is cut; what arrived is kept.
     pub body_idle_timeout_secs: u64,
     /// On SIGTERM/SIGINT, in-flight requests get this long before their bodies are cut.
