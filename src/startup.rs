@@ -83,6 +83,12 @@ impl Application {
         }
         let metrics = Arc::new(Metrics::new().context("registering metrics")?);
         let (repo, store) = open_backends(&settings, Some(metrics.clone())).await?;
+        if let StoreBackend::S3(s3) = store.backend() {
+            if s3.abandoned_spool_dirs() > 0 {
+                slog::info!(log, "removed the spool directories of processes that were killed";
+                    "directories" => s3.abandoned_spool_dirs(), "spool_dir" => &settings.store.s3.spool_dir);
+            }
+        }
         // Both answered while opening; /health/ready keeps this current from here on.
         metrics.ready.set(1);
         let cache = UploadCache::new(settings.cache.capacity, Duration::from_secs(settings.cache.ttl_secs));

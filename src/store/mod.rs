@@ -5,6 +5,7 @@ mod body;
 mod disk;
 mod s3;
 mod spool;
+mod spool_dir;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -35,6 +35,9 @@ pub fn hoist_command(settings: &Settings) -> Command {
             .env("HOIST__STORE__S3__PATH_STYLE", "true")
             .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
             .env("AWS_SECRET_ACCESS_KEY", s3.secret_access_key.expose());
+        if !s3.spool_dir.is_empty() {
+            command.env("HOIST__STORE__S3__SPOOL_DIR", &s3.spool_dir);
+        }
     }
     command
 }

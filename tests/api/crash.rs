@@ -74,3 +74,44 @@ async fn sigterm_cuts_bodies_keeps_what_arrived_and_exits(backend: Backend) {
     assert_eq!(app.download_bytes(&url).await, data);
 }
 on_every_backend!(sigterm_cuts_bodies_keeps_what_arrived_and_exits);
+
+/// Every file under `dir` but the directories' lock files: spools and tail copies.
+fn spooled_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(spooled_files(&path));
+        } else if path.file_name().is_some_and(|name| name != "lock") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[actix_rt::test]
+async fn a_killed_nodes_spools_and_tail_copies_are_removed_when_it_starts_again() {
+    let (mut settings, _data_dir, _pg) = test_settings(Backend::S3).await;
+    let spool_dir = tempfile::tempdir().unwrap();
+    settings.store.s3.spool_dir = spool_dir.path().to_str().unwrap().to_owned();
+    let port = free_port();
+    let server = Server::start(&settings, port).await;
+    let app = TestClient::new(port, &settings);
+    let data = bytes(3_000_000, 13);
+    let url = app.create_upload(data.len() as u64).await;
+    // A staged tail the node keeps a copy of, and a part being spooled when it dies.
+    assert_eq!(app.patch(&url, 0, &data[..1_000_000]).await.status(), 204);
+    let _in_flight = stream_part_then(&app, &url, 1_000_000, &data[1_000_000..2_000_000], 200_000).await;
+    server.signal("KILL");
+    drop(server);
+    let left = spooled_files(spool_dir.path());
+    assert!(!left.is_empty(), "the killed node left no files: nothing to show");
+
+    let _server = Server::start(&settings, port).await;
+    let still_there: Vec<_> = left.iter().filter(|file| file.exists()).collect();
+    assert!(still_there.is_empty(), "left by the killed node: {still_there:?}");
+    let offset = app.offset(&url).await;
+    assert_eq!(offset, 1_000_000);
+    assert_eq!(app.patch(&url, offset, &data[offset as usize..]).await.status(), 204);
+    assert_eq!(app.download_bytes(&url).await, data);
+}

@@ -46,7 +46,7 @@ impl S3Store {
             i32::try_from(target.offset / part_size + 1).map_err(|_| StoreError::Rejected("too many parts".into()))?;
         let mut staged_len = target.offset % part_size;
         let mut part_start = target.offset - staged_len;
-        let mut spool = Spool::new(&self.spool_dir).await?;
+        let mut spool = Spool::new(self.spool_dir()).await?;
         let mut hasher = checksum.map(|c| c.algorithm.hasher());
         let (mut written, mut parts, mut superseded) = (0u64, Vec::new(), Vec::new());
 
@@ -169,7 +169,7 @@ impl S3Store {
 
     /// The staged `segments` up to `to`, fetched from S3 into a new spool.
     async fn read_back(&self, segments: &[StagedObject], to: u64) -> Result<Spool, StoreError> {
-        let mut assembled = Spool::new(&self.spool_dir).await?;
+        let mut assembled = Spool::new(self.spool_dir()).await?;
         for segment in segments {
             let take = segment.size.min(to - segment.start);
             let object = self

@@ -82,7 +82,7 @@ impl S3Store {
         part_size: u64,
         parts: &mut Vec<UploadedPart>,
     ) -> Result<(), StoreError> {
-        let mut spool = Spool::new(&self.spool_dir).await?;
+        let mut spool = Spool::new(self.spool_dir()).await?;
         let mut number = 1;
         for (source, _) in sources {
             let object = self

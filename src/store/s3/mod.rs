@@ -3,10 +3,11 @@
 //! not fill one are staged as small objects `<key>.staged/<start offset>` (durable, so any
 //! process can resume) and folded into the next part, each staged byte read back once.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -16,6 +17,7 @@ use aws_sdk_s3::Client;
 
 use super::{AppendTarget, CreatedObject, ObjectHeaders, StoreError, UploadedPart};
 use crate::config::S3StoreSettings;
+use crate::store::spool_dir::SpoolDir;
 
 mod append;
 mod concat;
@@ -42,7 +44,10 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     preferred_part_size: u64,
-    spool_dir: PathBuf,
+    /// This process's own directory under `store.s3.spool_dir`.
+    spool_dir: SpoolDir,
+    /// Directories that killed processes left in `store.s3.spool_dir`, removed at start-up.
+    abandoned_spool_dirs: usize,
     staged_bytes_read: AtomicU64,
     staged_bytes_written: AtomicU64,
     /// This node's copies of staged tails (see [`tail_copy`]).
@@ -114,19 +119,30 @@ impl S3Store {
                 "hoist-config",
             ));
         }
-        let spool_dir =
+        let spool_root =
             if settings.spool_dir.is_empty() { std::env::temp_dir() } else { PathBuf::from(&settings.spool_dir) };
-        std::fs::create_dir_all(&spool_dir)?;
+        let (spool_dir, abandoned_spool_dirs) = SpoolDir::claim(&spool_root)
+            .with_context(|| format!("claiming a directory in store.s3.spool_dir {}", spool_root.display()))?;
         Ok(S3Store {
             client: Client::from_conf(builder.build()),
             bucket: settings.bucket.clone(),
             prefix: settings.prefix.clone(),
             preferred_part_size: settings.preferred_part_size,
-            tails: TailCopies::new(settings.tail_copy_mib.saturating_mul(MIB), spool_dir.clone()),
+            tails: TailCopies::new(settings.tail_copy_mib.saturating_mul(MIB), spool_dir.path().to_path_buf()),
             spool_dir,
+            abandoned_spool_dirs,
             staged_bytes_read: AtomicU64::new(0),
             staged_bytes_written: AtomicU64::new(0),
         })
+    }
+
+    /// How many directories of killed processes this store removed when it started.
+    pub fn abandoned_spool_dirs(&self) -> usize {
+        self.abandoned_spool_dirs
+    }
+
+    fn spool_dir(&self) -> &Path {
+        self.spool_dir.path()
     }
 
     pub fn key_for(&self, id: &str) -> String {
