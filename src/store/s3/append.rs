@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use aws_sdk_s3::primitives::{ByteStream, Length};
+use futures_util::StreamExt;
 
 use super::{s3_error, staged_prefix, S3Store, StagedObject};
 use crate::domain::Checksum;
@@ -17,6 +18,9 @@ use crate::store::{StoreError, UploadedPart};
 /// tail, that was 3-4 MiB of benchmark scenario 2's peak on S3 (alternating runs: 67.8-69.7
 /// MiB before, 64.1-65.6 after). The emulator or S3, not these reads, bounds the rate.
 const SPOOL_READ_BYTES: usize = 16 * 1024;
+
+/// Staged objects a read-back requests ahead of the one it is reading.
+const READ_BACK_AHEAD: usize = 8;
 
 /// The spool's bytes as a request body, streamed from its file.
 async fn spool_body(spool: &Spool) -> Result<ByteStream, StoreError> {
@@ -168,20 +172,26 @@ impl S3Store {
     }
 
     /// The staged `segments` up to `to`, fetched from S3 into a new spool.
+    ///
+    /// Up to [`READ_BACK_AHEAD`] GETs are in flight at once, their bodies read in order: a
+    /// part's tail on a node that did not stage it (a takeover, a restart) may be a hundred
+    /// small objects, and one GET after another paid S3's first-byte latency for each. A
+    /// response waits with its body unread (in the connection's socket buffer) until its
+    /// turn, so memory stays bounded by buffers, not by the objects.
     async fn read_back(&self, segments: &[StagedObject], to: u64) -> Result<Spool, StoreError> {
         let mut assembled = Spool::new(self.spool_dir()).await?;
-        for segment in segments {
+        let mut responses = futures_util::stream::iter(segments.iter().map(|segment| {
             let take = segment.size.min(to - segment.start);
-            let object = self
-                .client
+            self.client
                 .get_object()
                 .bucket(&self.bucket)
                 .key(&segment.key)
                 .range(format!("bytes=0-{}", take - 1))
                 .send()
-                .await
-                .map_err(|e| s3_error("GetObject (staged)", e))?;
-            let mut stream = object.body;
+        }))
+        .buffered(READ_BACK_AHEAD);
+        while let Some(object) = responses.next().await {
+            let mut stream = object.map_err(|e| s3_error("GetObject (staged)", e))?.body;
             while let Some(bytes) = stream.try_next().await.map_err(|e| StoreError::Unavailable(e.to_string()))? {
                 self.staged_bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 assembled.write(bytes).await?;
