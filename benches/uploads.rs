@@ -5,7 +5,8 @@
 //! discards bodies (throughput) and `dd conv=fsync` on the same disk (fsynced throughput).
 //! On the disk store it also gives each throughput figure's ratio to a sink that keeps the
 //! bytes (in a file; durably with fsync on), fed the scenario's own requests: what bounds
-//! any server that keeps them.
+//! any server that keeps them; for scenario 3 on S3, a sink putting each body into the
+//! emulator as an object of its own before it answers.
 //! Bounded: every loop has a fixed count.
 
 mod bench_support;
@@ -14,8 +15,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bench_support::{
-    dd_rate, fmt_rate, remove_sink_files, start_sink, Client, Pace, SeparateSink, Server, ServerConfig, SinkKeeps,
-    StoreUnderTest, MIB,
+    dd_rate, fmt_rate, remove_sink_files, start_s3_staging_sink, start_sink, Client, Pace, SeparateSink, Server,
+    ServerConfig, SinkKeeps, StoreUnderTest, MIB,
 };
 
 struct Row {
@@ -45,6 +46,9 @@ struct Ceilings {
     /// The same, each body durable before its answer (what fsync-before-acknowledge costs
     /// with no protocol and no offset record).
     durable_sink: SinkRates,
+    /// With the S3 store under test: the sink putting each 64 KiB body into the emulator as
+    /// an object before its answer, what bounds scenario 3 on S3.
+    s3_staging_64k: Option<f64>,
 }
 
 /// A sink's rate with each throughput scenario's requests: one upload in 8 MiB, 50 at once in
@@ -119,8 +123,8 @@ struct ScenarioCeiling {
     /// The share of `rate` the target asks for; None where the issue sets none (scenarios 1 and
     /// 2 on S3; scenario 3 alone, scenario 1 not being measured).
     target_share: Option<f64>,
-    /// The keeping sink's rate in the scenario's own requests (the discarding one on S3 for
-    /// scenario 3), and its name.
+    /// The keeping sink's rate in the scenario's own requests (on S3, for scenario 3, the sink
+    /// staging each body in the emulator), and its name.
     bound: Option<(f64, &'static str)>,
 }
 
@@ -175,7 +179,10 @@ fn ceiling_of(
     let bound = match (store.kind, store.fsync) {
         ("disk", true) => Some((ceilings.durable_sink.of(scenario), "durable sink")),
         ("disk", false) => Some((ceilings.file_sink.of(scenario), "sink writing to files")),
-        _ if small => Some((ceilings.sink_64k, "sink")),
+        _ if small => match ceilings.s3_staging_64k {
+            Some(rate) => Some((rate, "sink staging each body in S3")),
+            None => Some((ceilings.sink_64k, "sink")),
+        },
         _ => None,
     };
     let on_disk = store.kind == "disk";
@@ -587,34 +594,6 @@ async fn main() {
         tempfile::tempdir_in(std::env::var("HOIST_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into())).expect("work dir");
     let file = work.path().join("source.bin");
     bench_support::write_source_file(&file, 512 * MIB);
-    // Ceilings are the best of three runs: a ceiling depressed by noise would flatter Hoist.
-    let sink = start_sink(SinkKeeps::Nothing, work.path()).await;
-    let sink_rate = best_sink_rate(&sink, &file, (512 * MIB, 1, 8 * MIB), work.path()).await;
-    let sink_64k = best_sink_rate(&sink, &file, (64 * MIB, 1, 64 * 1024), work.path()).await;
-    let dd_fsync = dd_rate(work.path(), &["bs=8M", "count=64", "conv=fsync"]);
-    let dd_dsync_64k = dd_rate(work.path(), &["bs=64k", "count=1024", "oflag=dsync"]);
-    // Scenario 1's durability without the network (each 8 MiB durable before the next).
-    let dd_dsync_8m = dd_rate(work.path(), &["bs=8M", "count=64", "oflag=dsync"]);
-    let file_sink = keeping_sink_rates(SinkKeeps::File, &file, work.path()).await;
-    let durable_sink = keeping_sink_rates(SinkKeeps::DurableFile, &file, work.path()).await;
-    println!(
-        "ceilings: loopback sink {} | dd conv=fsync {} | sink, 64 KiB requests {} | dd 64k dsync {} \
-         | (for reference: dd 8M dsync {}; in scenarios 1, 2, 3's requests, the sink writing to \
-         files {} | {} | {}, the durable sink {} | {} | {})",
-        fmt_rate(sink_rate),
-        fmt_rate(dd_fsync),
-        fmt_rate(sink_64k),
-        fmt_rate(dd_dsync_64k),
-        fmt_rate(dd_dsync_8m),
-        fmt_rate(file_sink.scenario_1),
-        fmt_rate(file_sink.scenario_2),
-        fmt_rate(file_sink.scenario_3),
-        fmt_rate(durable_sink.scenario_1),
-        fmt_rate(durable_sink.scenario_2),
-        fmt_rate(durable_sink.scenario_3),
-    );
-    let ceilings = Ceilings { sink: sink_rate, dd: dd_fsync, sink_64k, file_sink, durable_sink };
-
     let mut stores = vec![
         StoreUnderTest { kind: "disk", fsync: true, s3_endpoint: None },
         StoreUnderTest { kind: "disk", fsync: false, s3_endpoint: None },
@@ -630,6 +609,44 @@ async fn main() {
     if let Ok(fsync) = std::env::var("HOIST_BENCH_FSYNC") {
         stores.retain(|store| store.kind != "disk" || store.fsync == (fsync == "on"));
     }
+    // Ceilings are the best of three runs: a ceiling depressed by noise would flatter Hoist.
+    let sink = start_sink(SinkKeeps::Nothing, work.path()).await;
+    let sink_rate = best_sink_rate(&sink, &file, (512 * MIB, 1, 8 * MIB), work.path()).await;
+    let sink_64k = best_sink_rate(&sink, &file, (64 * MIB, 1, 64 * 1024), work.path()).await;
+    let dd_fsync = dd_rate(work.path(), &["bs=8M", "count=64", "conv=fsync"]);
+    let dd_dsync_64k = dd_rate(work.path(), &["bs=64k", "count=1024", "oflag=dsync"]);
+    // Scenario 1's durability without the network (each 8 MiB durable before the next).
+    let dd_dsync_8m = dd_rate(work.path(), &["bs=8M", "count=64", "oflag=dsync"]);
+    let file_sink = keeping_sink_rates(SinkKeeps::File, &file, work.path()).await;
+    let durable_sink = keeping_sink_rates(SinkKeeps::DurableFile, &file, work.path()).await;
+    let s3_staging_64k = match stores.iter().find_map(|store| store.s3_endpoint.as_deref()) {
+        Some(endpoint) => {
+            let sink = start_s3_staging_sink(endpoint).await;
+            Some(best_sink_rate(&sink, &file, (64 * MIB, 1, 64 * 1024), work.path()).await)
+        }
+        None => None,
+    };
+    println!(
+        "ceilings: loopback sink {} | dd conv=fsync {} | sink, 64 KiB requests {} | dd 64k dsync {} \
+         | (for reference: dd 8M dsync {}; in scenarios 1, 2, 3's requests, the sink writing to \
+         files {} | {} | {}, the durable sink {} | {} | {}{})",
+        fmt_rate(sink_rate),
+        fmt_rate(dd_fsync),
+        fmt_rate(sink_64k),
+        fmt_rate(dd_dsync_64k),
+        fmt_rate(dd_dsync_8m),
+        fmt_rate(file_sink.scenario_1),
+        fmt_rate(file_sink.scenario_2),
+        fmt_rate(file_sink.scenario_3),
+        fmt_rate(durable_sink.scenario_1),
+        fmt_rate(durable_sink.scenario_2),
+        fmt_rate(durable_sink.scenario_3),
+        s3_staging_64k
+            .map(|rate| format!("; the sink staging each body in S3, 64 KiB requests {}", fmt_rate(rate)))
+            .unwrap_or_default(),
+    );
+    let ceilings = Ceilings { sink: sink_rate, dd: dd_fsync, sink_64k, file_sink, durable_sink, s3_staging_64k };
+
     let only = std::env::var("HOIST_BENCH_ONLY").unwrap_or_default();
     let mut rows = Vec::new();
     for store in &stores {

@@ -2,9 +2,11 @@
 
 #[path = "../../tests/api/certificate.rs"]
 mod certificate;
+mod s3_sink;
 mod sink;
 
 pub use certificate::self_signed_certificate;
+pub use s3_sink::start_s3_staging_sink;
 pub use sink::{remove_sink_files, start_sink, SeparateSink, SinkKeeps};
 
 use std::io::Write;

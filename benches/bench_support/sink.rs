@@ -35,7 +35,10 @@ pub enum SinkKeeps {
 const BATCH: usize = 512 * 1024;
 
 /// The answer to a PATCH (its body kept) and to a DELETE.
-const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
+pub(super) const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
+
+/// The answer to a HEAD.
+pub(super) const HEAD_OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
 
 /// Starts a sink on a loopback port, on the benchmark's own runtime; the file-keeping kinds
 /// write `dir/sink-N.bin`, one file per connection, which the caller removes between runs.
@@ -79,7 +82,7 @@ impl Drop for SeparateSink {
 }
 
 /// A loopback listener (not yet on any runtime) and a client of it.
-fn listen() -> (std::net::TcpListener, Client) {
+pub(super) fn listen() -> (std::net::TcpListener, Client) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("sink");
     listener.set_nonblocking(true).expect("non-blocking sink socket");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -123,7 +126,7 @@ async fn serve(stream: TcpStream, keeps: SinkKeeps, path: PathBuf, at_most: Opti
         // A request without a body (the latency probe's HEAD, the load's DELETE) is answered at
         // once, as a server answers one from its cache.
         if head.content_length == 0 {
-            let answer: &[u8] = if head.is_head { b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n" } else { NO_CONTENT };
+            let answer = if head.is_head { HEAD_OK } else { NO_CONTENT };
             if write.write_all(answer).await.is_err() {
                 return;
             }
@@ -167,13 +170,13 @@ async fn serve(stream: TcpStream, keeps: SinkKeeps, path: PathBuf, at_most: Opti
 }
 
 /// What the sink needs of a request head.
-struct RequestHead {
-    is_head: bool,
-    content_length: u64,
+pub(super) struct RequestHead {
+    pub(super) is_head: bool,
+    pub(super) content_length: u64,
 }
 
 /// The next request's head, or None once the connection ends.
-async fn read_head(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<RequestHead> {
+pub(super) async fn read_head(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<RequestHead> {
     let mut head = RequestHead { is_head: false, content_length: 0 };
     let mut first = true;
     loop {
