@@ -361,9 +361,10 @@ async fn idle_sessions(store: &StoreUnderTest, rows: &mut Vec<Row>) {
     });
 }
 
-/// Scenario 5 on `store`, then, on the disk store, the same probe against a sink keeping the
-/// bytes (durably with fsync on) while it carries the load Hoist carried: what a server with no
-/// protocol, answering a HEAD at once, gets at that load on this machine.
+/// Scenario 5 on `store`, then the same probe against a sink keeping the bytes (durably with
+/// fsync on; on S3, each body an object in the emulator) while it carries the load Hoist
+/// carried: what a server with no protocol, answering a HEAD at once, gets at that load on this
+/// machine.
 async fn head_latency_under_load(store: &StoreUnderTest, file: &Path, dir: &Path, rows: &mut Vec<Row>) {
     let server = Server::start(&ServerConfig::for_store(store)).await;
     let client = Client::new(&server).await;
@@ -387,7 +388,15 @@ async fn head_latency_under_load(store: &StoreUnderTest, file: &Path, dir: &Path
             remove_sink_files(dir);
             Some((measured, name))
         }
-        _ => None,
+        (_, _) => match store.s3_endpoint.as_deref() {
+            Some(endpoint) => {
+                let sink = SeparateSink::start_staging_in_s3(endpoint).await;
+                let probe = sink.client.create(10).await;
+                let measured = heads_under_load(&sink.client, &probe, file, Some(hoist.load_rate)).await;
+                Some((measured, "sink staging each body in S3"))
+            }
+            None => None,
+        },
     };
     let p99 = hoist.pick(0.99);
     let met = p99 < HEAD_P99_TARGET;

@@ -56,26 +56,48 @@ pub async fn start_sink(keeps: SinkKeeps, dir: &Path) -> Client {
 pub struct SeparateSink {
     pub client: Client,
     runtime: Option<tokio::runtime::Runtime>,
+    /// The S3 staging sink's runtime for its S3 requests.
+    requests: Option<tokio::runtime::Runtime>,
+}
+
+fn sink_runtime(threads: usize, name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("sink runtime")
 }
 
 impl SeparateSink {
     pub fn start(keeps: SinkKeeps, dir: &Path, at_most: u64) -> SeparateSink {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("sink")
-            .enable_all()
-            .build()
-            .expect("sink runtime");
+        let runtime = sink_runtime(2, "sink");
         let (listener, client) = listen();
         runtime.spawn(accept_loop(listener, keeps, dir.to_path_buf(), Some(at_most)));
-        SeparateSink { client, runtime: Some(runtime) }
+        SeparateSink { client, runtime: Some(runtime), requests: None }
+    }
+}
+
+impl SeparateSink {
+    /// The same for the sink staging each body in S3 (`super::s3_sink`), on the emulator at
+    /// `endpoint`, with a third thread of its own for the S3 requests; it deletes what a
+    /// connection staged when a DELETE comes on it.
+    pub async fn start_staging_in_s3(endpoint: &str) -> SeparateSink {
+        let runtime = sink_runtime(2, "sink");
+        let requests = sink_runtime(1, "sink-s3");
+        let (listener, client) = listen();
+        let (ready, started) = tokio::sync::oneshot::channel();
+        runtime.spawn(super::s3_sink::staging_sink(listener, endpoint.to_owned(), requests.handle().clone(), ready));
+        let sink = SeparateSink { client, runtime: Some(runtime), requests: Some(requests) };
+        started.await.expect("the staging sink's bucket");
+        sink
     }
 }
 
 impl Drop for SeparateSink {
     fn drop(&mut self) {
         // Not a plain drop: a runtime dropped inside another one's task panics.
-        if let Some(runtime) = self.runtime.take() {
+        for runtime in [self.runtime.take(), self.requests.take()].into_iter().flatten() {
             runtime.shutdown_background();
         }
     }
