@@ -92,11 +92,23 @@ pub async fn log_requests(
         let request = response.request();
         let subject = request.extensions().get::<crate::auth::Caller>().map(|caller| caller.subject.clone());
         let upload_id = request.match_info().get("id").map(str::to_owned);
-        // The path, never the query: signed download URLs carry their signature there.
-        slog::info!(log, "request";
-            "request_id" => &id, "method" => method, "path" => path, "route" => route,
-            "status" => status, "latency_ms" => latency_ms, "request_bytes" => request_bytes,
-            "subject" => subject, "upload_id" => upload_id, "error" => error);
+        // A server error goes out at WARN, with its cause, so that a node logging at `warn`
+        // still says why it answered 5xx (the client only sees "retry"). Two calls, as slog
+        // takes a record's level as a constant.
+        macro_rules! request_line {
+            ($level:ident) => {
+                // The path, never the query: signed download URLs carry their signature there.
+                slog::$level!(log, "request";
+                    "request_id" => &id, "method" => method, "path" => path, "route" => route,
+                    "status" => status, "latency_ms" => latency_ms, "request_bytes" => request_bytes,
+                    "subject" => subject, "upload_id" => upload_id, "error" => error)
+            };
+        }
+        if status >= 500 {
+            request_line!(warn);
+        } else {
+            request_line!(info);
+        }
     }
     Ok(response)
 }

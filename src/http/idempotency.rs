@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
@@ -67,10 +67,14 @@ impl Drop for KeyGuard {
     }
 }
 
-/// Server-side failures are logged with their cause (the client sees only the code).
-fn log_failure(state: &AppState, err: &ApiError) -> StoredResponse {
+/// Server-side failures are logged with their cause (the client sees only the code) and the
+/// request id, which ties the line to the request's own.
+fn log_failure(state: &AppState, req: &HttpRequest, err: &ApiError) -> StoredResponse {
     if matches!(err, ApiError::Internal(_) | ApiError::Unavailable(_)) {
-        slog::error!(state.log, "request failed"; "code" => err.code(), "cause" => ?err);
+        let extensions = req.extensions();
+        let request_id = extensions.get::<crate::telemetry::RequestId>().map(|id| id.0.as_str());
+        slog::error!(state.log, "request failed";
+            "code" => err.code(), "cause" => ?err, "request_id" => request_id);
     }
     err.to_stored()
 }
@@ -85,7 +89,7 @@ where
         Err(err) => return err.to_stored().into_response(),
     };
     let Some(raw_key) = raw_key else {
-        return run().await.unwrap_or_else(|err| log_failure(state, &err)).into_response();
+        return run().await.unwrap_or_else(|err| log_failure(state, req, &err)).into_response();
     };
     let key = match parse_key(raw_key) {
         Ok(key) => key,
@@ -98,7 +102,7 @@ where
     let (s, k) = (scope.clone(), key.clone());
     let begun = state.repo.run(move |conn| idempotency::begin(conn, &s, &k, &print, expires_at)).await;
     match begun {
-        Err(err) => return ApiError::from(err).to_stored().into_response(),
+        Err(err) => return log_failure(state, req, &ApiError::from(err)).into_response(),
         Ok(Begin::Replay(stored)) => {
             let mut response = stored.into_response();
             response.headers_mut().insert(
@@ -114,7 +118,7 @@ where
     let mut guard = KeyGuard { state: Some((state.repo.clone(), scope.clone(), key.clone())) };
     let outcome = run().await;
     if let Err(err) = &outcome {
-        log_failure(state, err);
+        log_failure(state, req, err);
     }
     let stored = match &outcome {
         Ok(stored) => Some(stored.clone()),

@@ -61,3 +61,42 @@ async fn request_lines_carry_who_and_what_but_no_secrets() {
         assert!(!log.contains(secret), "the log holds {secret:?}:\n{log}");
     }
 }
+
+#[actix_rt::test]
+async fn a_server_error_is_logged_at_warn_with_its_cause() {
+    let (settings, data_dir, pg) = test_settings(Backend::Postgres).await;
+    let log_path = data_dir.path().join("hoist.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let env =
+        [("HOIST__LOG__LEVEL", "warn"), ("HOIST__LOG__FORMAT", "json"), ("HOIST__DATABASE__CONNECT_TIMEOUT_SECS", "1")];
+    let mut server = Server::start_with(&settings, port, &env, Stdio::from(log_file)).await;
+    let app = TestClient::new(port, &settings);
+    assert_eq!(app.create(5).await.status(), 201);
+
+    drop(pg); // DROP DATABASE … WITH (FORCE): the server's connections die.
+    let failed = app
+        .tus(Method::POST, &app.files_url())
+        .header("Upload-Length", "5")
+        .header("X-Request-Id", "why-503")
+        .send()
+        .await
+        .unwrap();
+    assert!(failed.status().is_server_error(), "{}", failed.status());
+
+    server.signal("TERM");
+    server.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    let requests: Vec<&serde_json::Value> = lines.iter().filter(|line| line["msg"] == "request").collect();
+    assert_eq!(requests.len(), 1, "only the failed request is logged at warn:\n{log}");
+    assert_eq!(requests[0]["request_id"], "why-503");
+    assert_eq!(requests[0]["level"], "WARN");
+    assert_eq!(requests[0]["status"], failed.status().as_u16());
+    let failure = lines
+        .iter()
+        .find(|line| line["msg"] == "request failed" && line["request_id"] == "why-503")
+        .unwrap_or_else(|| panic!("no line with the failure's cause and request id:\n{log}"));
+    assert_eq!(failure["level"], "ERRO");
+    assert!(!failure["cause"].as_str().unwrap_or_default().is_empty(), "the line says why:\n{log}");
+}
