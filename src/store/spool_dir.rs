@@ -18,6 +18,10 @@ const OWNED_PREFIX: &str = "hoist-spool-";
 /// an owned directory without a held lock is always one whose process is gone.
 const CLAIM_PREFIX: &str = ".hoist-claim-";
 const LOCK_FILE: &str = "lock";
+/// A claim directory older than this was left by a process killed while it set one up (the
+/// rename follows its creation within microseconds); a younger one may be a starting
+/// store's, not yet locked.
+const STALE_CLAIM: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct SpoolDir {
     path: PathBuf,
@@ -61,16 +65,22 @@ impl SpoolDir {
         for entry in std::fs::read_dir(root)? {
             let entry = entry?;
             let path = entry.path();
-            let owned = entry.file_name().to_str().is_some_and(|name| name.starts_with(OWNED_PREFIX));
-            if !owned || path == self.path || !entry.file_type()?.is_dir() {
+            let name = entry.file_name();
+            let name = name.to_str().unwrap_or_default();
+            let (owned, claim) = (name.starts_with(OWNED_PREFIX), name.starts_with(CLAIM_PREFIX));
+            if !(owned || claim) || path == self.path || !entry.file_type()?.is_dir() {
+                continue;
+            }
+            if claim && entry.metadata()?.modified()?.elapsed().unwrap_or_default() < STALE_CLAIM {
                 continue;
             }
             let abandoned = match File::open(path.join(LOCK_FILE)) {
                 // Locked here until the directory is gone, so no other starting store
                 // counts it too.
                 Ok(lock) => try_lock(&lock)?,
-                // Another store removing it right now got to the lock file first.
-                Err(err) if err.kind() == io::ErrorKind::NotFound => false,
+                // A stale claim killed before it made its lock file; or another store
+                // removing this directory right now got to the lock file first.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => claim,
                 Err(err) => return Err(err),
             };
             if abandoned {
@@ -144,6 +154,23 @@ mod tests {
         let mut live = vec![second.path().to_path_buf(), third.path().to_path_buf()];
         live.sort();
         assert_eq!(owned_dirs(root.path()), live);
+    }
+
+    #[test]
+    fn a_stale_claim_is_removed_and_a_fresh_one_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let stale = root.path().join(format!("{CLAIM_PREFIX}stale"));
+        std::fs::create_dir(&stale).unwrap();
+        File::create(stale.join(LOCK_FILE)).unwrap();
+        let two_minutes_ago = std::time::SystemTime::now() - 2 * STALE_CLAIM;
+        File::open(&stale).unwrap().set_modified(two_minutes_ago).unwrap();
+        let fresh = root.path().join(format!("{CLAIM_PREFIX}fresh"));
+        std::fs::create_dir(&fresh).unwrap();
+
+        let (_dir, removed) = SpoolDir::claim(root.path()).unwrap();
+        assert_eq!(removed, 1);
+        assert!(!stale.exists());
+        assert!(fresh.exists(), "a claim this young may be a starting store's");
     }
 
     #[test]
