@@ -5,7 +5,7 @@
 //! discards bodies (throughput) and `dd conv=fsync` on the same disk (fsynced throughput).
 //! On the disk store it also gives each throughput figure's ratio to a sink that keeps the
 //! bytes (in a file; durably with fsync on), fed the scenario's own requests: what bounds
-//! any server that keeps them; for scenario 3 on S3, a sink putting each body into the
+//! any server that keeps them; for scenarios 3 and 5 on S3, a sink putting each body into the
 //! emulator as an object of its own before it answers.
 //! Bounded: every loop has a fixed count.
 
@@ -388,7 +388,7 @@ async fn head_latency_under_load(store: &StoreUnderTest, file: &Path, dir: &Path
             remove_sink_files(dir);
             Some((measured, name))
         }
-        (_, _) => match store.s3_endpoint.as_deref() {
+        _ => match store.s3_endpoint.as_deref() {
             Some(endpoint) => {
                 let sink = SeparateSink::start_staging_in_s3(endpoint).await;
                 let probe = sink.client.create(10).await;

@@ -137,7 +137,8 @@ impl Server {
         let child = Command::new(hoist_binary())
             .args(["--config-dir", "config", "serve", "--listen", &format!("127.0.0.1:{port}")])
             .envs(env.iter().cloned())
-            .stdout(Stdio::null())
+            // Its log at `warn`: quiet unless it answers 5xx, which it logs with the cause.
+            .stdout(Stdio::inherit())
             .spawn()
             .expect("start hoist");
         let base = match config.tls_cert {

@@ -76,9 +76,7 @@ impl SeparateSink {
         runtime.spawn(accept_loop(listener, keeps, dir.to_path_buf(), Some(at_most)));
         SeparateSink { client, runtime: Some(runtime), requests: None }
     }
-}
 
-impl SeparateSink {
     /// The same for the sink staging each body in S3 (`super::s3_sink`), on the emulator at
     /// `endpoint`, with a third thread of its own for the S3 requests; it deletes what a
     /// connection staged when a DELETE comes on it.
