@@ -1,18 +1,32 @@
 //! The binary's JSON log: one line per request with its request id, route, status,
 //! subject and upload id, and never a token, a secret or a download signature.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use hoist::config::Settings;
 use reqwest::Method;
 
 use crate::binary::{free_port, Server};
 use crate::helpers::{location, test_settings, Backend, TestClient, TEST_SECRET};
 
+/// The real binary with `env`, its stdout (the log) in a file under `dir`.
+async fn start_logging(settings: &Settings, dir: &Path, port: u16, env: &[(&str, &str)]) -> (Server, PathBuf) {
+    let log_path = dir.join("hoist.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    (Server::start_with(settings, port, env, Stdio::from(log_file)).await, log_path)
+}
+
+/// The log's text and its JSON lines.
+fn read_json_lines(log_path: &Path) -> (String, Vec<serde_json::Value>) {
+    let log = std::fs::read_to_string(log_path).unwrap();
+    let lines = log.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    (log, lines)
+}
+
 #[actix_rt::test]
 async fn request_lines_carry_who_and_what_but_no_secrets() {
     let (settings, data_dir, _pg) = test_settings(Backend::Sqlite).await;
-    let log_path = data_dir.path().join("hoist.log");
-    let log_file = std::fs::File::create(&log_path).unwrap();
     let port = free_port();
     let signing_key = "download-signing-key-that-must-stay-secret";
     let env = [
@@ -20,7 +34,7 @@ async fn request_lines_carry_who_and_what_but_no_secrets() {
         ("HOIST__LOG__FORMAT", "json"),
         ("HOIST__DOWNLOADS__SIGNING_KEY", signing_key),
     ];
-    let mut server = Server::start_with(&settings, port, &env, Stdio::from(log_file)).await;
+    let (mut server, log_path) = start_logging(&settings, data_dir.path(), port, &env).await;
     let app = TestClient::new(port, &settings);
 
     let created = app
@@ -42,9 +56,7 @@ async fn request_lines_carry_who_and_what_but_no_secrets() {
 
     server.signal("TERM");
     assert!(server.wait().success());
-    let log = std::fs::read_to_string(&log_path).unwrap();
-
-    let lines: Vec<serde_json::Value> = log.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    let (log, lines) = read_json_lines(&log_path);
     let creation = lines
         .iter()
         .find(|line| line["msg"] == "request" && line["request_id"] == "trace-me-123")
@@ -65,12 +77,10 @@ async fn request_lines_carry_who_and_what_but_no_secrets() {
 #[actix_rt::test]
 async fn a_server_error_is_logged_at_warn_with_its_cause() {
     let (settings, data_dir, pg) = test_settings(Backend::Postgres).await;
-    let log_path = data_dir.path().join("hoist.log");
-    let log_file = std::fs::File::create(&log_path).unwrap();
     let port = free_port();
     let env =
         [("HOIST__LOG__LEVEL", "warn"), ("HOIST__LOG__FORMAT", "json"), ("HOIST__DATABASE__CONNECT_TIMEOUT_SECS", "1")];
-    let mut server = Server::start_with(&settings, port, &env, Stdio::from(log_file)).await;
+    let (mut server, log_path) = start_logging(&settings, data_dir.path(), port, &env).await;
     let app = TestClient::new(port, &settings);
     assert_eq!(app.create(5).await.status(), 201);
 
@@ -86,8 +96,7 @@ async fn a_server_error_is_logged_at_warn_with_its_cause() {
 
     server.signal("TERM");
     server.wait();
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    let lines: Vec<serde_json::Value> = log.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    let (log, lines) = read_json_lines(&log_path);
     let requests: Vec<&serde_json::Value> = lines.iter().filter(|line| line["msg"] == "request").collect();
     assert_eq!(requests.len(), 1, "only the failed request is logged at warn:\n{log}");
     assert_eq!(requests[0]["request_id"], "why-503");
