@@ -64,34 +64,44 @@ impl SpoolDir {
         let mut removed = 0;
         for entry in std::fs::read_dir(root)? {
             let entry = entry?;
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_str().unwrap_or_default();
-            let (owned, claim) = (name.starts_with(OWNED_PREFIX), name.starts_with(CLAIM_PREFIX));
-            if !(owned || claim) || path == self.path || !entry.file_type()?.is_dir() {
-                continue;
-            }
-            if claim && entry.metadata()?.modified()?.elapsed().unwrap_or_default() < STALE_CLAIM {
-                continue;
-            }
-            let abandoned = match File::open(path.join(LOCK_FILE)) {
-                // Locked here until the directory is gone, so no other starting store
-                // counts it too.
-                Ok(lock) => try_lock(&lock)?,
-                // A stale claim killed before it made its lock file; or another store
-                // removing this directory right now got to the lock file first.
-                Err(err) if err.kind() == io::ErrorKind::NotFound => claim,
+            match self.remove_if_abandoned(&entry) {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                // Gone since it was listed: another store starting beside this one renamed
+                // its claim or removed an abandoned directory first.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) => return Err(err),
-            };
-            if abandoned {
-                match std::fs::remove_dir_all(&path) {
-                    Ok(()) => removed += 1,
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                    Err(err) => return Err(err),
-                }
             }
         }
         Ok(removed)
+    }
+
+    /// Removes the directory `entry` if it is another store's claim or spool directory whose
+    /// process is gone; Ok(true) if this call removed it.
+    fn remove_if_abandoned(&self, entry: &std::fs::DirEntry) -> io::Result<bool> {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_str().unwrap_or_default();
+        let (owned, claim) = (name.starts_with(OWNED_PREFIX), name.starts_with(CLAIM_PREFIX));
+        if !(owned || claim) || path == self.path || !entry.file_type()?.is_dir() {
+            return Ok(false);
+        }
+        if claim && entry.metadata()?.modified()?.elapsed().unwrap_or_default() < STALE_CLAIM {
+            return Ok(false);
+        }
+        let abandoned = match File::open(path.join(LOCK_FILE)) {
+            // Locked here until the directory is gone, so no other starting store
+            // counts it too.
+            Ok(lock) => try_lock(&lock)?,
+            // A stale claim killed before it made its lock file; or another store
+            // removing this directory right now got to the lock file first.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => claim,
+            Err(err) => return Err(err),
+        };
+        if abandoned {
+            std::fs::remove_dir_all(&path)?;
+        }
+        Ok(abandoned)
     }
 }
 
@@ -180,5 +190,21 @@ mod tests {
         std::fs::write(dir.path().join("spool"), b"a part").unwrap();
         drop(dir);
         assert!(owned_dirs(root.path()).is_empty());
+    }
+
+    #[test]
+    fn stores_starting_at_once_on_one_root_all_claim_a_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let root = root.path().to_path_buf();
+                // Each claim sees the others' claims renamed and their directories removed
+                // between listing an entry and looking at it.
+                std::thread::spawn(move || (0..200).try_for_each(|_| SpoolDir::claim(&root).map(drop)))
+            })
+            .collect();
+        for start in starts {
+            start.join().unwrap().expect("every start claims a directory");
+        }
     }
 }
