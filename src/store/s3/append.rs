@@ -146,7 +146,7 @@ impl S3Store {
             (spool, Vec::new())
         } else {
             let segments = self.staged_segments(key, part_start, part_start + staged_len).await?;
-            assembled = match self.tails.take_matching(key, part_start, staged_len, &segments) {
+            assembled = match self.tails.take_matching(key, part_start, staged_len, &segments).await {
                 Some(copy) => copy,
                 None => self.read_back(&segments, part_start + staged_len).await?,
             };

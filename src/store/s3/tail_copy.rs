@@ -11,7 +11,9 @@
 //! exactly the ones this node wrote into it (key, size and ETag, in order). Any other case
 //! (another node took the upload over and staged bytes of its own, a restart, an evicted
 //! copy) reads the staged objects back as before. Copies are bounded in bytes
-//! (`store.s3.tail_copy_mib`, least recently used first out) and in time.
+//! (`store.s3.tail_copy_mib`, least recently used first out) and in time. A copy's file is
+//! closed between appends (a [`ParkedSpool`]): the copies are bounded in bytes, not in number,
+//! and 10,000 open uploads must not hold 10,000 descriptors.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,7 +23,7 @@ use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use super::StagedObject;
-use crate::store::spool::Spool;
+use crate::store::spool::{ParkedSpool, Spool};
 
 /// A copy nobody appended to or used for this long is dropped: its client has most likely
 /// gone, and if it comes back the staged objects are still in S3.
@@ -32,8 +34,8 @@ struct TailCopy {
     start: u64,
     /// As `PutObject` answered for each; compared with what `ListObjectsV2` lists.
     objects: Vec<StagedObject>,
-    /// Deleted with the copy.
-    file: Spool,
+    /// Deleted with the copy; closed while the copy waits.
+    file: ParkedSpool,
 }
 
 /// A cache entry. The copy is taken out of it, not shared: the cache may hold on to a
@@ -83,26 +85,26 @@ impl TailCopies {
     pub async fn record(&self, upload_key: &str, part_start: u64, object: StagedObject, spool: &mut Spool) {
         let Some(copies) = &self.copies else { return };
         let existing = self.take(upload_key).filter(|copy| copy.start == part_start);
-        let mut copy = match existing {
-            Some(copy) if copy.start + copy.file.len() == object.start => copy,
-            _ if object.start == part_start => match Spool::new(&self.dir).await {
-                Ok(file) => TailCopy { start: part_start, objects: Vec::new(), file },
-                Err(_) => return,
-            },
+        let (mut objects, file) = match existing {
+            Some(copy) if copy.start + copy.file.len() == object.start => (copy.objects, copy.file.reopen().await),
+            _ if object.start == part_start => (Vec::new(), Spool::new(&self.dir).await),
             _ => return,
         };
-        if copy.file.append_from(spool).await.is_err() || copy.file.len() != object.start - part_start + object.size {
+        let Ok(mut file) = file else { return };
+        if file.append_from(spool).await.is_err() || file.len() != object.start - part_start + object.size {
             return;
         }
-        copy.objects.push(object);
-        let len = copy.file.len();
+        objects.push(object);
+        let len = file.len();
+        let copy = TailCopy { start: part_start, objects, file: file.park() };
         copies.insert(upload_key.to_owned(), Arc::new(Slot { len, copy: Mutex::new(Some(copy)) }));
     }
 
     /// The staged bytes `[part_start, part_start + len)`, if this node's copy holds exactly
     /// those and S3 lists exactly its `objects` for them. The copy leaves the cache either
-    /// way (the part about to be uploaded supersedes it).
-    pub fn take_matching(
+    /// way (the part about to be uploaded supersedes it); one that cannot be reopened is
+    /// not used.
+    pub async fn take_matching(
         &self,
         upload_key: &str,
         part_start: u64,
@@ -110,7 +112,10 @@ impl TailCopies {
         objects: &[StagedObject],
     ) -> Option<Spool> {
         let copy = self.take(upload_key)?;
-        (copy.start == part_start && copy.file.len() == len && copy.objects == objects).then_some(copy.file)
+        if copy.start != part_start || copy.file.len() != len || copy.objects != objects {
+            return None;
+        }
+        copy.file.reopen().await.ok()
     }
 
     /// The upload is finished or gone.
