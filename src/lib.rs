@@ -8,6 +8,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod error_tracking;
+pub mod fd_usage;
 pub mod http;
 pub mod limits;
 pub mod listener;

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub db_pool_wait: HistogramVec,
     pub db_pool_timeouts: IntCounterVec,
     pub db_commit_group_size: Histogram,
+    pub open_fds: IntGauge,
+    pub max_fds: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -133,6 +135,8 @@ impl Metrics {
             live_sessions: gauge(&registry, "hoist_live_sessions", "Upload sessions alive in this process")?,
             writes_in_flight: gauge(&registry, "hoist_writes_in_flight", "Appends running now")?,
             ready: gauge(&registry, "hoist_ready", "1 if the last /health/ready check passed, else 0")?,
+            open_fds: gauge(&registry, "process_open_fds", "File descriptors this process holds open")?,
+            max_fds: gauge(&registry, "process_max_fds", "This process's limit on open file descriptors (soft)")?,
             registry,
             http_requests,
             http_duration,
@@ -175,6 +179,8 @@ impl Metrics {
             &self.db_commit_group_size,
             &self.body_buffer_bytes,
             &self.body_budget_waits,
+            &self.open_fds,
+            &self.max_fds,
         ];
         let mut names: Vec<String> =
             collectors.iter().flat_map(|c| c.desc()).map(|desc| desc.fq_name.clone()).collect();

@@ -10,6 +10,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     metrics.live_sessions.set(state.sessions.live_sessions() as i64);
     metrics.writes_in_flight.set(state.sessions.writes_in_flight() as i64);
     metrics.body_buffer_bytes.set(i64::try_from(state.sessions.deps().body_budget.held()).unwrap_or(i64::MAX));
+    if let Some(open) = crate::fd_usage::open_descriptors() {
+        metrics.open_fds.set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+    if let Some(limit) = crate::fd_usage::descriptor_limit() {
+        metrics.max_fds.set(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
     for (pool, in_use, idle) in state.repo.pool_states() {
         metrics.db_connections.with_label_values(&[pool, "in_use"]).set(i64::from(in_use));
         metrics.db_connections.with_label_values(&[pool, "idle"]).set(i64::from(idle));

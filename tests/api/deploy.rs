@@ -4,17 +4,23 @@
 
 use crate::helpers::{spawn_app, Backend};
 
-/// `hoist_*` names in a text, with the histogram suffixes taken off.
+/// Metric names in a text (Hoist's `hoist_*` and the process's `process_*`), with the
+/// histogram suffixes taken off.
 fn metric_names(text: &str) -> Vec<String> {
     let mut names = Vec::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("hoist_") {
-        let tail = &rest[at..];
-        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
-        let name = &tail[..end];
-        let base = ["_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
-        names.push(base.to_owned());
-        rest = &tail[end..];
+    for prefix in ["hoist_", "process_"] {
+        let mut rest = text;
+        while let Some(at) = rest.find(prefix) {
+            let tail = &rest[at..];
+            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+            let name = &tail[..end];
+            let base = ["_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+            // A bare prefix (`process_*` in a comment) names no metric.
+            if base.len() > prefix.len() {
+                names.push(base.to_owned());
+            }
+            rest = &tail[end..];
+        }
     }
     names.sort();
     names.dedup();
@@ -52,6 +58,7 @@ async fn alerts_and_dashboard_use_only_registered_metrics() {
         "HoistStoreErrors",
         "HoistDatabasePoolSaturated",
         "HoistUploadsStuck",
+        "HoistFileDescriptorsRunningOut",
     ] {
         assert!(alerts.contains(&format!("alert: {alert}")), "{alert} missing");
     }

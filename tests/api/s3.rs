@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::binary::{free_port, Server};
 use crate::concatenation::partial;
 use crate::helpers::{
-    bytes, error_code, location, spawn_app, spawn_app_with, test_settings, Backend, TestApp, TestClient,
+    bytes, error_code, location, metric_sample, spawn_app, spawn_app_with, test_settings, Backend, TestApp, TestClient,
 };
 use hoist::store::{S3Store, StoreBackend};
 
@@ -290,5 +290,21 @@ async fn uploads_left_open_mid_way_hold_no_file_descriptors() {
             after < before + 20,
             "{backend:?}: {before} descriptors open before 200 more open uploads, {after} after"
         );
+
+        // What operators alert on (deploy/prometheus/alerts.yml): the same count, and the
+        // limit the process runs under.
+        let metrics = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+        let later = open_descriptors(server.pid());
+        let reported = metric_sample(&metrics, "process_open_fds") as usize;
+        let (low, high) = (after.min(later).saturating_sub(2), after.max(later) + 2);
+        assert!((low..=high).contains(&reported), "process_open_fds {reported}, /proc {after} then {later}");
+        assert_eq!(metric_sample(&metrics, "process_max_fds") as u64, soft_descriptor_limit(server.pid()));
     }
+}
+
+/// The soft "Max open files" limit of process `pid`, as /proc reports it.
+fn soft_descriptor_limit(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|line| line.starts_with("Max open files")).expect("a descriptor limit");
+    line.split_whitespace().nth(3).and_then(|soft| soft.parse().ok()).expect("a numeric soft limit")
 }
