@@ -19,3 +19,25 @@ pub fn descriptor_limit() -> Option<u64> {
     let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
     (read && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
+
+/// Raises the soft limit on open descriptors to the hard one, as Go's runtime and nginx's
+/// `worker_rlimit_nofile` do: a service's soft limit is often 1,024 (systemd's default) while
+/// its hard one allows far more, and every connection and every append being written takes
+/// a descriptor. Returns (soft before, soft now) if it changed anything.
+pub fn raise_descriptor_limit() -> std::io::Result<Option<(u64, u64)>> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: as in `descriptor_limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        return Ok(None);
+    }
+    let before = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: setrlimit only reads the struct it is given, which lives for the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Some((before, limit.rlim_cur)))
+}

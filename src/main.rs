@@ -86,6 +86,11 @@ fn main() -> anyhow::Result<()> {
             // Before the logger, Sentry and the runtimes start their threads.
             hoist::memory::limit_malloc_arenas(settings.server.malloc_arena_limit());
             let log = build_logger(&settings.log)?;
+            match hoist::fd_usage::raise_descriptor_limit() {
+                Ok(Some((from, to))) => slog::info!(log, "file descriptor limit raised"; "from" => from, "to" => to),
+                Ok(None) => {}
+                Err(err) => slog::warn!(log, "file descriptor limit not raised"; "error" => %err),
+            }
             // Kept until the server stops, so pending events are flushed.
             let _sentry = hoist::error_tracking::init(&settings.sentry, &settings.profile)?;
             actix_rt::System::new().block_on(async move {

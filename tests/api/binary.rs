@@ -53,6 +53,11 @@ impl Server {
         let mut command = hoist_command(settings);
         command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
         command.envs(env.iter().copied());
+        Server::start_command(command, port, stdout).await
+    }
+
+    /// Starts `command` (a `hoist serve` listening on `port`) and waits until it is ready.
+    pub async fn start_command(mut command: Command, port: u16, stdout: Stdio) -> Server {
         let child = command.stdout(stdout).stderr(Stdio::inherit()).spawn().expect("start hoist");
         // Wrapped at once, so that a failed start is still killed and reaped on drop.
         let server = Server { child };

@@ -12,6 +12,7 @@ mod clients;
 mod concatenation;
 mod crash;
 mod deploy;
+mod descriptors;
 mod expiry;
 mod form;
 mod hostile;

@@ -9,11 +9,8 @@ use reqwest::Method;
 use sha2::Digest;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::binary::{free_port, Server};
 use crate::concatenation::partial;
-use crate::helpers::{
-    bytes, error_code, location, metric_sample, spawn_app, spawn_app_with, test_settings, Backend, TestApp, TestClient,
-};
+use crate::helpers::{bytes, error_code, location, spawn_app, spawn_app_with, Backend, TestApp};
 use hoist::store::{S3Store, StoreBackend};
 
 const MIB: usize = 1024 * 1024;
@@ -255,56 +252,4 @@ async fn s3_unavailable_answers_503_and_the_upload_resumes_when_it_returns() {
     proxy.set_up(true);
     assert_eq!(app.patch(&url, 100_000, &data[100_000..]).await.status(), 204);
     assert_eq!(app.download_bytes(&url).await, data);
-}
-
-/// Descriptors process `pid` holds open.
-fn open_descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the server's /proc entry").count()
-}
-
-/// Creates `count` uploads and leaves each open after a first 1 KiB, as mobile clients that
-/// went away do; on S3 each then has a staged tail and this node's copy of it.
-async fn leave_uploads_open(app: &TestClient, count: usize) {
-    for _ in 0..count {
-        let url = app.create_upload(MIB as u64).await;
-        assert_eq!(app.patch(&url, 0, &[7u8; 1024]).await.status(), 204);
-    }
-}
-
-/// A node holds as many open uploads as its disk and database allow, not as its descriptor
-/// limit does: the S3 store kept two descriptors per upload's staged-tail copy, and 10,000
-/// uploads left open mid-way (benchmark scenario 4) ran out of them (503 on every PATCH).
-#[actix_rt::test]
-async fn uploads_left_open_mid_way_hold_no_file_descriptors() {
-    for backend in [Backend::S3, Backend::Sqlite] {
-        let (settings, _data_dir, _pg) = test_settings(backend).await;
-        let port = free_port();
-        let server = Server::start(&settings, port).await;
-        let app = TestClient::new(port, &settings);
-        // The first uploads open what the server keeps for all (connections, pools).
-        leave_uploads_open(&app, 10).await;
-        let before = open_descriptors(server.pid());
-        leave_uploads_open(&app, 200).await;
-        let after = open_descriptors(server.pid());
-        assert!(
-            after < before + 20,
-            "{backend:?}: {before} descriptors open before 200 more open uploads, {after} after"
-        );
-
-        // What operators alert on (deploy/prometheus/alerts.yml): the same count, and the
-        // limit the process runs under.
-        let metrics = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
-        let later = open_descriptors(server.pid());
-        let reported = metric_sample(&metrics, "process_open_fds") as usize;
-        let (low, high) = (after.min(later).saturating_sub(2), after.max(later) + 2);
-        assert!((low..=high).contains(&reported), "process_open_fds {reported}, /proc {after} then {later}");
-        assert_eq!(metric_sample(&metrics, "process_max_fds") as u64, soft_descriptor_limit(server.pid()));
-    }
-}
-
-/// The soft "Max open files" limit of process `pid`, as /proc reports it.
-fn soft_descriptor_limit(pid: u32) -> u64 {
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits.lines().find(|line| line.starts_with("Max open files")).expect("a descriptor limit");
-    line.split_whitespace().nth(3).and_then(|soft| soft.parse().ok()).expect("a numeric soft limit")
 }
