@@ -14,10 +14,8 @@ pub fn open_descriptors() -> Option<u64> {
 
 /// The soft limit on open descriptors; None if unlimited or unknown.
 pub fn descriptor_limit() -> Option<u64> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes only into the struct it is given, which lives for the call.
-    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    (read && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+    let limit = read_limit().ok()?;
+    (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
 /// Raises the soft limit on open descriptors to the hard one, as Go's runtime and nginx's
@@ -25,11 +23,7 @@ pub fn descriptor_limit() -> Option<u64> {
 /// its hard one allows far more, and every connection and every append being written takes
 /// a descriptor. Returns (soft before, soft now) if it changed anything.
 pub fn raise_descriptor_limit() -> std::io::Result<Option<(u64, u64)>> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: as in `descriptor_limit`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let mut limit = read_limit()?;
     if limit.rlim_cur >= limit.rlim_max {
         return Ok(None);
     }
@@ -40,4 +34,14 @@ pub fn raise_descriptor_limit() -> std::io::Result<Option<(u64, u64)>> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(Some((before, limit.rlim_cur)))
+}
+
+/// The process's soft and hard limits on open descriptors.
+fn read_limit() -> std::io::Result<libc::rlimit> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes only into the struct it is given, which lives for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(limit)
 }
