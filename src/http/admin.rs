@@ -98,12 +98,15 @@ impl From<&UploadRow> for UploadView {
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     owner: Option<String>,
+    #[param(pattern = "^(open|complete|terminated|expired)$")]
     state: Option<String>,
     created_after: Option<DateTime<Utc>>,
     created_before: Option<DateTime<Utc>>,
     min_size: Option<i64>,
     max_size: Option<i64>,
+    /// Page size, clamped to 1..=1000; 100 if absent.
     limit: Option<i64>,
+    /// `next_cursor` of the previous page; empty or absent for the first.
     cursor: Option<String>,
 }
 
@@ -167,7 +170,8 @@ pub async fn list(
         created_before: query.created_before.map(|t| t.naive_utc()),
         min_size: query.min_size,
         max_size: query.max_size,
-        after: query.cursor.as_deref().map(decode_cursor).transpose()?,
+        // `cursor=` (a client echoing an absent next_cursor) asks for the first page.
+        after: query.cursor.as_deref().filter(|cursor| !cursor.is_empty()).map(decode_cursor).transpose()?,
         limit: limit + 1,
     };
     let mut rows = state.repo.read(move |conn| admin::list_uploads(conn, &filter)).await?;
@@ -232,7 +236,8 @@ pub struct ExpiryBody {
 /// Sets the expiry of an unfinished upload.
 #[utoipa::path(put, path = "/admin/uploads/{id}/expiry", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
     request_body = ExpiryBody,
-    responses((status = 200, body = UploadDetail, description = "OK"), (status = 409, body = crate::error::ErrorBody, description = "Conflict"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)")))]
+    responses((status = 200, body = UploadDetail, description = "OK"), (status = 409, body = crate::error::ErrorBody, description = "upload_not_open: already complete"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"),
+        (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated")))]
 pub async fn set_expiry(
     state: web::Data<AppState>,
     _admin: Admin,

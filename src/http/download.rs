@@ -20,7 +20,8 @@ use crate::store::Download;
 /// Hoist's own HMAC-signed URL for the disk store).
 #[utoipa::path(get, path = "/files/{id}", tag = "downloads", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 307, description = "Location: the signed URL"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"), (status = 409, body = crate::error::ErrorBody, description = "upload_incomplete"))
+    responses((status = 307, description = "Location: the signed URL"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"), (status = 409, body = crate::error::ErrorBody, description = "upload_incomplete"),
+        (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"))
 )]
 pub async fn download(
     state: web::Data<AppState>,
@@ -58,7 +59,9 @@ pub struct SignedQuery {
 /// The disk store's signed URL: no bearer token, the signature is the authorization.
 #[utoipa::path(get, path = "/downloads/{id}", tag = "downloads",
     params(("id" = String, Path), ("expires" = i64, Query), ("signature" = String, Query), ("Range" = Option<String>, Header)),
-    responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 206, description = "A range"), (status = 403, body = crate::error::ErrorBody, description = "Forbidden"))
+    responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 206, description = "A range"), (status = 403, body = crate::error::ErrorBody, description = "Forbidden: a bad or expired signature"),
+        (status = 404, body = crate::error::ErrorBody, description = "No such upload"), (status = 409, body = crate::error::ErrorBody, description = "upload_incomplete"),
+        (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"))
 )]
 pub async fn signed_download(
     state: web::Data<AppState>,

@@ -22,7 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, metrics_here: bool) {
     );
     let options = || web::method(Method::OPTIONS).to(tus::options);
     // One resource per path, so that a known path with a method it does not take answers
-    // 405 with `Allow` (as tusd does) instead of falling through to 404.
+    // 405 with `Allow` (as tusd does) instead of falling through to 404. Every path below
+    // does the same.
     cfg.service(
         web::scope(tus::FILES_PATH)
             .wrap(DefaultHeaders::new().add(("Tus-Resumable", tus::TUS_VERSION)))
@@ -43,23 +44,65 @@ pub fn configure(cfg: &mut web::ServiceConfig, metrics_here: bool) {
             )
             .default_service(web::to(not_found)),
     )
-    .route("/uploads", web::post().to(form::upload_form))
-    .route("/downloads/{id}", web::get().to(download::signed_download))
+    .service(
+        web::resource("/uploads")
+            .route(web::post().to(form::upload_form))
+            .default_service(web::to(|| method_not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/downloads/{id}")
+            .route(web::get().to(download::signed_download))
+            .default_service(web::to(|| method_not_allowed("GET"))),
+    )
     .service(
         web::scope("/admin")
-            .route("/uploads", web::get().to(admin::list))
-            .route("/uploads/{id}", web::get().to(admin::show))
-            .route("/uploads/{id}", web::delete().to(admin::terminate))
-            .route("/uploads/{id}/expiry", web::put().to(admin::set_expiry))
-            .route("/stats", web::get().to(admin::stats))
-            .route("/sessions", web::get().to(admin::sessions)),
+            .service(
+                web::resource("/uploads")
+                    .route(web::get().to(admin::list))
+                    .default_service(web::to(|| method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/uploads/{id}")
+                    .route(web::get().to(admin::show))
+                    .route(web::delete().to(admin::terminate))
+                    .default_service(web::to(|| method_not_allowed("GET, DELETE"))),
+            )
+            .service(
+                web::resource("/uploads/{id}/expiry")
+                    .route(web::put().to(admin::set_expiry))
+                    .default_service(web::to(|| method_not_allowed("PUT"))),
+            )
+            .service(
+                web::resource("/stats")
+                    .route(web::get().to(admin::stats))
+                    .default_service(web::to(|| method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/sessions")
+                    .route(web::get().to(admin::sessions))
+                    .default_service(web::to(|| method_not_allowed("GET"))),
+            ),
     )
     .service(utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document().clone()))
-    .route("/health/live", web::get().to(health::live))
-    .route("/health/ready", web::get().to(health::ready))
+    // Swagger UI's routes take GET only and let other methods fall through to here.
+    .service(web::resource(["/openapi.json", "/docs/{_:.*}"]).to(|| method_not_allowed("GET")))
+    .service(
+        web::resource("/health/live")
+            .route(web::get().to(health::live))
+            .default_service(web::to(|| method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/health/ready")
+            .route(web::get().to(health::ready))
+            .default_service(web::to(|| method_not_allowed("GET"))),
+    )
     .default_service(web::to(not_found));
     if metrics_here {
-        cfg.route("/metrics", web::get().to(health::metrics));
+        cfg.service(
+            web::resource("/metrics")
+                .route(web::get().to(health::metrics))
+                .default_service(web::to(|| method_not_allowed("GET"))),
+        );
     }
 }
 

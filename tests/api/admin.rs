@@ -36,7 +36,8 @@ async fn uploads_are_listed_filtered_and_paged(backend: Backend) {
     for _ in 0..5 {
         let path = match &cursor {
             Some(c) => format!("/admin/uploads?owner=alice&limit=2&cursor={c}"),
-            None => "/admin/uploads?owner=alice&limit=2".to_owned(),
+            // An empty cursor (a client echoing an absent next_cursor) is the first page.
+            None => "/admin/uploads?owner=alice&limit=2&cursor=".to_owned(),
         };
         let page = admin_get(&app, &path).await;
         for upload in page["uploads"].as_array().unwrap() {

@@ -23,6 +23,7 @@ mod logs;
 mod openapi;
 mod reconcile;
 mod s3;
+mod schemathesis;
 mod sentry;
 mod sessions;
 mod tls;

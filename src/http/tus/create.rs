@@ -29,6 +29,7 @@ use crate::upload::{create_upload, NewUpload};
         (status = 201, description = "Created", headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String))),
         (status = 400, body = crate::error::ErrorBody, description = "Bad request (stable error code)"), (status = 401, body = crate::error::ErrorBody, description = "Missing or invalid bearer token"), (status = 413, body = crate::error::ErrorBody, description = "Too large"),
         (status = 429, body = crate::error::ErrorBody, description = "Rate limit or quota; Retry-After and RateLimit-*"),
+        (status = 460, body = crate::error::ErrorBody, description = "checksum_mismatch: the first chunk does not match Upload-Checksum"),
         (status = 503, body = crate::error::ErrorBody, description = "Database or store unavailable (Retry-After)"),
     )
 )]

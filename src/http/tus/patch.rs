@@ -23,7 +23,7 @@ use crate::state::AppState;
     responses(
         (status = 204, description = "Kept and durable", headers(("Upload-Offset" = u64))),
         (status = 409, body = crate::error::ErrorBody, description = "offset_mismatch"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"),
-        (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"), (status = 415, body = crate::error::ErrorBody, description = "Unsupported media type"), (status = 423, body = crate::error::ErrorBody, description = "Another request is writing this upload"),
+        (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"), (status = 413, body = crate::error::ErrorBody, description = "exceeds_upload_length: past the declared length"), (status = 415, body = crate::error::ErrorBody, description = "Unsupported media type"), (status = 423, body = crate::error::ErrorBody, description = "Another request is writing this upload"),
         (status = 429, body = crate::error::ErrorBody, description = "Rate limit or quota (Retry-After, RateLimit-*)"), (status = 460, body = crate::error::ErrorBody, description = "checksum_mismatch"),
         (status = 503, body = crate::error::ErrorBody, description = "Database or store unavailable (Retry-After)"),
     )

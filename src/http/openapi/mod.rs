@@ -15,6 +15,8 @@ use super::admin::{ExpiryBody, Lease, Part, UploadDetail, UploadPage, UploadView
 use super::form::{FormResponse, FormUpload};
 use crate::error::ErrorBody;
 
+mod shared_answers;
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -87,9 +89,13 @@ impl Modify for Extras {
         };
         let asset = path_parameter("path", "index.html, or one of the page's assets");
         doc.paths.paths.insert("/openapi.json".to_owned(), get("This OpenAPI description", "application/json", vec![]));
-        doc.paths
-            .paths
-            .insert("/docs/{path}".to_owned(), get("Swagger UI for this description", "text/html", vec![asset]));
+        let mut docs = get("Swagger UI for this description", "text/html", vec![asset]);
+        if let Some(page) = docs.get.as_mut() {
+            let missing = ResponseBuilder::new().description("No such asset").build();
+            page.responses.responses.insert("404".to_owned(), missing.into());
+        }
+        doc.paths.paths.insert("/docs/{path}".to_owned(), docs);
+        shared_answers::add(doc);
         name_operations(doc);
     }
 }
@@ -114,19 +120,8 @@ fn name_operations(doc: &mut Document) {
             .collect::<Vec<_>>()
             .join("_");
         let slug = if path.ends_with('/') && path.len() > 1 { format!("{slug}_slash") } else { slug };
-        let operations = [
-            ("get", &mut item.get),
-            ("put", &mut item.put),
-            ("post", &mut item.post),
-            ("delete", &mut item.delete),
-            ("options", &mut item.options),
-            ("head", &mut item.head),
-            ("patch", &mut item.patch),
-        ];
-        for (method, operation) in operations {
-            if let Some(operation) = operation {
-                operation.operation_id = Some(format!("{method}_{slug}"));
-            }
+        for (method, operation) in shared_answers::operations_mut(item) {
+            operation.operation_id = Some(format!("{method}_{slug}"));
         }
     }
 }
