@@ -1,8 +1,9 @@
 //! What every operation of a kind can answer, added to the description in one place so that
 //! no handler's annotation can forget it: the bearer check, the admin role, the rate limiter
 //! (it runs before routing, on every path but the probes and metrics), the upload id's shape
-//! (checked before any lookup) and the tus version check. Answers an annotation already gives
-//! are left as they are.
+//! (checked before any lookup), the tus version check, and the shapes of the headers and
+//! bodies the handlers parse. Answers an annotation already gives are left as they are.
+//! Schemathesis holds the server to the result (tests/api/schemathesis.rs).
 
 use utoipa::openapi::path::{Operation, Parameter, ParameterIn, PathItem};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaFormat, SchemaType, Type};
@@ -55,9 +56,11 @@ fn complete(path: &str, method: &str, operation: &mut Operation) {
     let probe_or_metrics = path.starts_with("/health/") || path == "/metrics";
     // Discovery answers on any path under /files, checking nothing, so only the limiter can refuse it.
     if method == "options" {
-        answer(operation, "429", RATE_LIMITED);
+        answer(operation, "429", RATE_LIMITED, true);
         return;
     }
+    // HEAD answers carry no body, errors included.
+    let body = method != "head";
     let secured = operation.security.as_ref().is_some_and(|requirements| !requirements.is_empty());
     let mut takes_input = operation.request_body.is_some();
     let mut has_upload_id = false;
@@ -97,26 +100,41 @@ fn complete(path: &str, method: &str, operation: &mut Operation) {
         }
     }
     if takes_input {
-        answer(operation, "400", "Bad request: a stable code says which input (invalid_upload_id, invalid_query, ...)");
+        answer(
+            operation,
+            "400",
+            "Bad request: a stable code says which input (invalid_upload_id, invalid_query, ...)",
+            body,
+        );
     }
     if secured {
-        answer(operation, "401", "unauthorized: missing, expired or invalid bearer token (WWW-Authenticate: Bearer)");
+        answer(
+            operation,
+            "401",
+            "unauthorized: missing, expired or invalid bearer token (WWW-Authenticate: Bearer)",
+            body,
+        );
     }
     if path.starts_with("/admin/") {
-        answer(operation, "403", "forbidden: the token's role is not admin");
+        answer(operation, "403", "forbidden: the token's role is not admin", body);
     }
     if checks_tus_version {
-        answer(operation, "412", "tus_version_unsupported: Tus-Resumable is missing or not 1.0.0");
+        answer(operation, "412", "tus_version_unsupported: Tus-Resumable is missing or not 1.0.0", body);
     }
     if takes_idempotency_key {
-        answer(operation, "409", "idempotency_request_in_flight: the first request with this key is still running");
-        answer(operation, "422", "idempotency_key_reused: the key was used with a different request");
+        answer(
+            operation,
+            "409",
+            "idempotency_request_in_flight: the first request with this key is still running",
+            body,
+        );
+        answer(operation, "422", "idempotency_key_reused: the key was used with a different request", body);
     }
     if !probe_or_metrics {
-        answer(operation, "429", RATE_LIMITED);
+        answer(operation, "429", RATE_LIMITED, body);
     }
     if secured || has_upload_id {
-        answer(operation, "503", "Database or store unavailable (Retry-After)");
+        answer(operation, "503", "Database or store unavailable (Retry-After)", body);
     }
 }
 
@@ -162,10 +180,14 @@ fn constrain(parameter: &mut Parameter, schema: ObjectBuilder) {
     parameter.schema = Some(RefOr::T(schema.build().into()));
 }
 
-/// Adds `status` with an `ErrorBody` unless the annotation already answers it.
-fn answer(operation: &mut Operation, status: &str, description: &str) {
+/// Adds `status` (with an `ErrorBody` if `body`) unless the annotation already answers it.
+fn answer(operation: &mut Operation, status: &str, description: &str, body: bool) {
     operation.responses.responses.entry(status.to_owned()).or_insert_with(|| {
-        let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
-        RefOr::T(ResponseBuilder::new().description(description).content("application/json", body).build())
+        let mut response = ResponseBuilder::new().description(description);
+        if body {
+            let error = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+            response = response.content("application/json", error);
+        }
+        RefOr::T(response.build())
     });
 }
