@@ -23,8 +23,9 @@ const CHECKSUM_PATTERN: &str = "^(md5 [A-Za-z0-9+/]{21}[AQgw]==|crc32c [A-Za-z0-
 /// `Upload-Concat`: `partial`, or `final;` and the partial uploads' URLs.
 const CONCAT_PATTERN: &str = "^(partial|final;.+)$";
 
-/// Form field names: anything but control characters and the quote that ends them.
-const FIELD_NAME_PATTERN: &str = r#"^[^\u0000-\u001f\u007f-\u009f"]+$"#;
+/// Form field names: anything but control characters and the quote that ends them (empty too:
+/// a plain field is ignored whatever its name).
+const FIELD_NAME_PATTERN: &str = r#"^[^\u0000-\u001f\u007f-\u009f"]*$"#;
 
 const RATE_LIMITED: &str = "rate_limited: requests or body bytes over the caller's rate (Retry-After, RateLimit-*)";
 
