@@ -10,7 +10,7 @@ use crate::db::uploads::{self, LeaseOutcome, Progress};
 use crate::db::{CommitRequest, CommitResult};
 use crate::domain::{Checksum, UploadId};
 use crate::error::ApiError;
-use crate::store::{AppendOutcome, AppendTarget, BodyEnd, BodyEvent, BodyReceiver, UploadedPart};
+use crate::store::{checksum_verdict, AppendOutcome, AppendTarget, BodyEnd, BodyEvent, BodyReceiver, UploadedPart};
 
 /// The lease this node holds on an upload, with its fencing token.
 #[derive(Debug, Clone, Copy)]
@@ -193,8 +193,7 @@ async fn body_onto_complete_upload(body: &mut BodyReceiver, checksum: Option<&Ch
             BodyEvent::Failed => break BodyEnd::Interrupted,
         }
     };
-    let empty_mismatches = checksum.is_some_and(|c| c.algorithm.hasher().finish() != c.digest);
-    let end = if end == BodyEnd::Complete && empty_mismatches { BodyEnd::ChecksumMismatch } else { end };
+    let end = checksum_verdict(end, checksum, checksum.map(|c| c.algorithm.hasher()));
     AppendOutcome { written: 0, end, parts: Vec::new(), superseded: Vec::new() }
 }
 

@@ -106,7 +106,11 @@ pub enum Download {
 }
 
 /// A complete body whose digest differs from `Upload-Checksum` becomes `ChecksumMismatch`.
-fn checksum_verdict(end: BodyEnd, checksum: Option<&Checksum>, hasher: Option<crate::domain::Hasher>) -> BodyEnd {
+pub(crate) fn checksum_verdict(
+    end: BodyEnd,
+    checksum: Option<&Checksum>,
+    hasher: Option<crate::domain::Hasher>,
+) -> BodyEnd {
     match (end, checksum, hasher) {
         (BodyEnd::Complete, Some(expected), Some(hasher)) => {
             if hasher.finish() == expected.digest {

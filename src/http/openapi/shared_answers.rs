@@ -79,25 +79,22 @@ fn complete(path: &str, method: &str, operation: &mut Operation) {
             takes_input = true;
         }
         if parameter.parameter_in == ParameterIn::Header {
-            let pattern = match parameter.name.as_str() {
-                "Idempotency-Key" => Some(IDEMPOTENCY_KEY_PATTERN),
-                "Upload-Checksum" => Some(CHECKSUM_PATTERN),
-                "Upload-Concat" => Some(CONCAT_PATTERN),
+            let text = || ObjectBuilder::new().schema_type(Type::String);
+            let schema = match parameter.name.as_str() {
+                "Idempotency-Key" => Some(text().pattern(Some(IDEMPOTENCY_KEY_PATTERN))),
+                // The md5 of `foo`: generators that cannot draw from the pattern start here.
+                "Upload-Checksum" => {
+                    Some(text().pattern(Some(CHECKSUM_PATTERN)).examples(["md5 rL0Y20zC+Fzt72VPzMSk2A=="]))
+                }
+                "Upload-Concat" => Some(text().pattern(Some(CONCAT_PATTERN))),
+                "Tus-Resumable" => Some(text().enum_values(Some(["1.0.0"]))),
                 _ => None,
             };
-            if let Some(pattern) = pattern {
-                let mut schema = ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern));
-                if parameter.name == "Upload-Checksum" {
-                    // The md5 of `foo`: generators that cannot draw from the pattern start here.
-                    schema = schema.examples(["md5 rL0Y20zC+Fzt72VPzMSk2A=="]);
-                }
+            if let Some(schema) = schema {
                 constrain(parameter, schema);
             }
             takes_idempotency_key |= parameter.name == "Idempotency-Key";
-        }
-        if parameter.parameter_in == ParameterIn::Header && parameter.name == "Tus-Resumable" {
-            constrain(parameter, ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["1.0.0"])));
-            checks_tus_version = true;
+            checks_tus_version |= parameter.name == "Tus-Resumable";
         }
     }
     if takes_input {
