@@ -37,6 +37,11 @@ pub enum ApiError {
     Terminated,
     #[error("{message}")]
     TooLarge { code: &'static str, message: String },
+    /// The lengths a request indicates disagree with each other or with the upload's.
+    #[error("{0}")]
+    InconsistentLength(String),
+    #[error("the upload is complete; nothing can be appended")]
+    UploadCompleted,
     #[error("a final upload made by concatenation cannot be patched")]
     PatchOnFinal,
     #[error("the Tus-Resumable version is not supported")]
@@ -93,6 +98,8 @@ impl ApiError {
             ApiError::Expired => "upload_expired",
             ApiError::Terminated => "upload_terminated",
             ApiError::TooLarge { code, .. } => code,
+            ApiError::InconsistentLength(_) => "inconsistent_upload_length",
+            ApiError::UploadCompleted => "upload_completed",
             ApiError::PatchOnFinal => "patch_on_final_upload",
             ApiError::UnsupportedVersion => "tus_version_unsupported",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -131,7 +138,9 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::InconsistentLength(_) | ApiError::UploadCompleted => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden | ApiError::PatchOnFinal => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,

@@ -2,7 +2,8 @@
 //! is wrapped in `InterimIo`, which writes queued interim (1xx) response bytes ahead of the
 //! dispatcher's own output. actix-http itself can send no 1xx but `100 Continue`; handlers
 //! reach the queue through `req.conn_data::<InterimSender>()` (installed by
-//! `on_connect_ext`), which is where `104 Upload Resumption Supported` will be sent from.
+//! `on_connect_ext`), which is where `104 Upload Resumption Supported` is sent from
+//! (`http::resumable`).
 //! The same wrapper carries each connection's [`ReadGate`], which body pumps shut while they
 //! wait for room. TLS connections run over the wrapper too (so HTTP/1.1 over TLS gets the
 //! gate), but get no `InterimSender`: bytes queued here would bypass the TLS layer.

@@ -49,6 +49,52 @@ where
     result.map_err(|_| ApiError::Unavailable("upload session stopped".into()))?
 }
 
+/// What [`append_to_end`] made of a body.
+pub struct Ended {
+    pub row: UploadRow,
+    /// The body arrived whole, so the upload was completed where it ended. If not, what
+    /// arrived is kept and the upload stays open (resumable), its length still unknown.
+    pub whole: bool,
+}
+
+/// Appends a body that ends the upload wherever it ends, to an upload whose length is not
+/// known (a form's file part; a draft request completing an upload without a
+/// Content-Length): the bytes first, then, if the body arrived whole, the length is declared
+/// at the new offset, which completes the upload (on S3, its staged tail becomes the last
+/// part). A body cut short never completes anything.
+pub async fn append_to_end<S, E>(
+    state: &AppState,
+    id: &UploadId,
+    expected_offset: u64,
+    req: &HttpRequest,
+    payload: S,
+) -> Result<Ended, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let mut ended = false;
+    let watched = futures_util::stream::unfold((payload, &mut ended), |(mut payload, ended)| async move {
+        match payload.next().await {
+            Some(item) => Some((item, (payload, ended))),
+            None => {
+                *ended = true;
+                None
+            }
+        }
+    });
+    let spec = AppendSpec { expected_offset, declare_length: None, checksum: None, content_length: None };
+    let row = append_body(state, id, spec, req, Box::pin(watched)).await?;
+    if !ended {
+        return Ok(Ended { row, whole: false });
+    }
+    let size = row.offset();
+    let finish =
+        AppendSpec { expected_offset: size, declare_length: Some(size), checksum: None, content_length: Some(0) };
+    let empty = futures_util::stream::empty::<Result<Bytes, std::io::Error>>();
+    let row = append_body(state, id, finish, req, empty).await?;
+    Ok(Ended { row, whole: true })
+}
+
 async fn pump<S, E>(mut payload: S, tx: BodySender, idle: Duration, deadline: Instant, gate: Option<ReadGate>)
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::body::append_body;
+use super::body::append_to_end;
 use super::headers;
 use super::idempotency::idempotent;
 use super::tus::location;
@@ -16,7 +16,6 @@ use crate::auth::Caller;
 use crate::db::models::StoredResponse;
 use crate::domain::{Metadata, UploadId};
 use crate::error::ApiError;
-use crate::session::AppendSpec;
 use crate::state::AppState;
 use crate::upload::{create_upload, NewUpload};
 
@@ -103,35 +102,18 @@ async fn store_field(
     let id = UploadId::parse(&row.id)?;
 
     let mut digest = Sha256::new();
-    let mut ended = false;
-    let hashed =
-        futures_util::stream::unfold((field, &mut digest, &mut ended), |(mut field, digest, ended)| async move {
-            match field.next().await {
-                Some(chunk) => {
-                    if let Ok(bytes) = &chunk {
-                        digest.update(bytes);
-                    }
-                    Some((chunk, (field, digest, ended)))
-                }
-                None => {
-                    *ended = true;
-                    None
-                }
-            }
-        });
-    let spec = AppendSpec { expected_offset: 0, declare_length: None, checksum: None, content_length: None };
-    let written = append_body(state, &id, spec, req, Box::pin(hashed)).await?;
-    if !ended {
+    let hashed = field.inspect(|chunk| {
+        if let Ok(bytes) = chunk {
+            digest.update(bytes);
+        }
+    });
+    let ended = append_to_end(state, &id, 0, req, hashed).await?;
+    if !ended.whole {
         // What arrived is kept (the upload stays open and resumable over tus), but it is
         // not a whole file: do not declare it complete.
         return Err(ApiError::bad_request("body_incomplete", format!("the form ended inside file {filename:?}")));
     }
-    // The part ended: its length is now known, which completes the upload.
-    let size = written.offset();
-    let finish =
-        AppendSpec { expected_offset: size, declare_length: Some(size), checksum: None, content_length: Some(0) };
-    let empty = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
-    append_body(state, &id, finish, req, empty).await?;
+    let size = ended.row.offset();
     Ok(FormUpload {
         id: id.to_string(),
         field: field_name,

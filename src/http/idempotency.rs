@@ -26,6 +26,11 @@ const FINGERPRINT_HEADERS: &[&str] = &[
     "Content-Length",
 ];
 
+/// More of them for requests of the IETF draft, hashed only for those so that the
+/// fingerprints of tus requests stored before the draft was served still match.
+const DRAFT_FINGERPRINT_HEADERS: &[&str] =
+    &["Upload-Draft-Interop-Version", "Upload-Complete", "Upload-Incomplete", "Content-Type"];
+
 fn parse_key(raw: &str) -> Result<String, ApiError> {
     // An sf-string is quoted; many clients send the bare token.
     let key = raw.strip_prefix('"').and_then(|k| k.strip_suffix('"')).unwrap_or(raw);
@@ -47,6 +52,14 @@ fn fingerprint(req: &HttpRequest) -> String {
         hash.update([0]);
         if let Some(value) = req.headers().get(*name) {
             hash.update(value.as_bytes());
+        }
+    }
+    if req.headers().contains_key(crate::http::resumable::INTEROP_HEADER) {
+        for name in DRAFT_FINGERPRINT_HEADERS {
+            hash.update([0]);
+            if let Some(value) = req.headers().get(*name) {
+                hash.update(value.as_bytes());
+            }
         }
     }
     format!("{:x}", hash.finalize())

@@ -10,6 +10,7 @@ mod health;
 mod idempotency;
 pub mod limits;
 pub mod openapi;
+pub mod resumable;
 pub mod routes;
 pub mod signed_url;
 pub mod tus;

@@ -1,5 +1,5 @@
-//! Clients no one here wrote: tus-js-client (npm) and tuspy (PyPI), installed by
-//! scripts/test. Files of several sizes, one interrupted and resumed from its stored URL;
+//! Clients no one here wrote: tus-js-client (npm; over tus and over the IETF draft) and
+//! tuspy (PyPI), installed by scripts/test. Files of several sizes, one interrupted and resumed from its stored URL;
 //! the bytes are then checked here, from the server's side.
 
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ fn write_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
-async fn run_client(app: &TestApp, program: &str, script: &str) {
+async fn run_client(app: &TestApp, program: &str, script: &str, protocol: &str) {
     let dir = tempfile::tempdir().unwrap();
     let files = write_files(dir.path());
     let mut args: Vec<String> = vec![
@@ -39,7 +39,8 @@ async fn run_client(app: &TestApp, program: &str, script: &str) {
     }
     let output = tokio::task::spawn_blocking({
         let program = program.to_owned();
-        move || Command::new(program).args(&args).output()
+        let protocol = protocol.to_owned();
+        move || Command::new(program).args(&args).env("TUS_PROTOCOL", protocol).output()
     })
     .await
     .unwrap()
@@ -69,12 +70,22 @@ fn python() -> String {
 
 async fn tus_js_client_uploads_and_resumes(backend: Backend) {
     let app = spawn_app(backend).await;
-    run_client(&app, "node", "tus_js_client.mjs").await;
+    run_client(&app, "node", "tus_js_client.mjs", "tus-v1").await;
 }
 on_every_backend!(tus_js_client_uploads_and_resumes);
 
+/// tus-js-client speaking the IETF draft: interop version 5 (`ietf-draft-03`) and 6
+/// (`ietf-draft-05`, whose appends are `application/partial-upload`).
+async fn tus_js_client_uploads_and_resumes_over_the_ietf_draft(backend: Backend) {
+    for protocol in ["ietf-draft-03", "ietf-draft-05"] {
+        let app = spawn_app(backend).await;
+        run_client(&app, "node", "tus_js_client.mjs", protocol).await;
+    }
+}
+on_every_backend!(tus_js_client_uploads_and_resumes_over_the_ietf_draft);
+
 async fn tuspy_uploads_and_resumes_with_checksums(backend: Backend) {
     let app = spawn_app(backend).await;
-    run_client(&app, &python(), "tuspy_client.py").await;
+    run_client(&app, &python(), "tuspy_client.py", "tus-v1").await;
 }
 on_every_backend!(tuspy_uploads_and_resumes_with_checksums);

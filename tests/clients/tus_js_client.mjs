@@ -2,6 +2,8 @@
 // web app would, and prints one JSON object: {"uploads": [{path, url, resumed_from}]}.
 // A path prefixed with "resume:" is interrupted after its first chunk and resumed from
 // its stored URL by a new Upload, as an app restarted mid-upload does.
+// TUS_PROTOCOL picks the protocol: tus-v1 (the default), or the IETF resumable-upload
+// draft as ietf-draft-03 (interop version 5) or ietf-draft-05 (interop version 6).
 // Usage: node tus_js_client.mjs ENDPOINT TOKEN CHUNK_SIZE [resume:]PATH...
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -15,6 +17,7 @@ function run(file, options) {
     const upload = new tus.Upload(file, {
       endpoint,
       chunkSize,
+      protocol: process.env.TUS_PROTOCOL || 'tus-v1',
       retryDelays: [0, 200, 500],
       headers: { Authorization: `Bearer ${token}` },
       ...options,

@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::http::body::append_body;
 use crate::http::headers;
 use crate::http::idempotency::idempotent;
+use crate::http::resumable::{self, InteropVersion};
 use crate::session::AppendSpec;
 use crate::state::AppState;
 use crate::upload::{create_upload, NewUpload};
@@ -39,7 +40,13 @@ pub async fn create(
     caller: Caller,
     payload: web::Payload,
 ) -> HttpResponse {
-    idempotent(&state, &req, &caller, || run(&state, &req, &caller, payload)).await
+    match InteropVersion::of(&req) {
+        Ok(Some(version)) => {
+            idempotent(&state, &req, &caller, || resumable::create(&state, &req, &caller, version, payload)).await
+        }
+        Ok(None) => idempotent(&state, &req, &caller, || run(&state, &req, &caller, payload)).await,
+        Err(err) => err.to_stored().into_response(),
+    }
 }
 
 /// What a creation request asks for.

@@ -5,6 +5,7 @@ use crate::auth::Caller;
 use crate::db::models::UploadRow;
 use crate::domain::UploadId;
 use crate::error::ApiError;
+use crate::http::resumable::{self, InteropVersion};
 use crate::state::AppState;
 
 /// The upload's offset, length and metadata.
@@ -21,6 +22,9 @@ pub async fn head(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(version) = InteropVersion::of(&req)? {
+        return resumable::offset::head(&state, &caller, &path, version).await;
+    }
     require_tus(&req)?;
     let id = UploadId::parse(&path)?;
     let row = owned_live_upload(&state, &caller, &id).await?;
@@ -52,7 +56,8 @@ fn concat_header(row: &UploadRow) -> Option<String> {
     Some(format!("final;{}", urls.join(" ")))
 }
 
-/// tus termination: the bytes go, the row stays as a tombstone answering 410.
+/// tus termination (and the draft's cancellation): the bytes go, the row stays as a
+/// tombstone answering 410.
 #[utoipa::path(delete, path = "/files/{id}", tag = "tus", security(("bearer" = [])),
     params(("id" = String, Path), ("Tus-Resumable" = String, Header)),
     responses((status = 204, description = "Terminated"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"), (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"))
@@ -63,7 +68,9 @@ pub async fn terminate(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_tus(&req)?;
+    if InteropVersion::of(&req)?.is_none() {
+        require_tus(&req)?;
+    }
     let id = UploadId::parse(&path)?;
     owned_live_upload(&state, &caller, &id).await?;
     state.sessions.terminate(&id).await?;

@@ -41,6 +41,8 @@ pub fn require_tus(req: &HttpRequest) -> Result<(), ApiError> {
 ))]
 pub async fn options(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::NoContent()
+        .insert_header(("Accept-Patch", crate::http::resumable::PARTIAL_UPLOAD))
+        .insert_header(("Upload-Limit", crate::http::resumable::discovery_limit(&state)))
         .insert_header(("Tus-Version", TUS_VERSION))
         .insert_header(("Tus-Extension", TUS_EXTENSIONS))
         .insert_header(("Tus-Max-Size", state.settings.uploads.max_size.to_string()))

@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::http::body::append_body;
 use crate::http::headers;
 use crate::http::idempotency::idempotent;
+use crate::http::resumable::{self, InteropVersion};
 use crate::session::AppendSpec;
 use crate::state::AppState;
 
@@ -35,7 +36,14 @@ pub async fn patch(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    idempotent(&state, &req, &caller, || run(&state, &req, &caller, &path, payload)).await
+    match InteropVersion::of(&req) {
+        Ok(Some(version)) => {
+            idempotent(&state, &req, &caller, || resumable::append(&state, &req, &caller, &path, version, payload))
+                .await
+        }
+        Ok(None) => idempotent(&state, &req, &caller, || run(&state, &req, &caller, &path, payload)).await,
+        Err(err) => err.to_stored().into_response(),
+    }
 }
 
 async fn run(

@@ -1,0 +1,28 @@
+//! Offset retrieval: HEAD on an upload. (Cancellation is tus termination, minus the
+//! `Tus-Resumable` check.)
+
+use actix_web::HttpResponse;
+
+use super::{state_headers, InteropVersion};
+use crate::auth::Caller;
+use crate::domain::UploadId;
+use crate::error::ApiError;
+use crate::http::tus::owned_live_upload;
+use crate::state::AppState;
+
+/// 204 with the offset, completeness, length (once known) and limits; never cached.
+pub async fn head(
+    state: &AppState,
+    caller: &Caller,
+    path: &str,
+    version: InteropVersion,
+) -> Result<HttpResponse, ApiError> {
+    let id = UploadId::parse(path)?;
+    let row = owned_live_upload(state, caller, &id).await?;
+    let mut response = HttpResponse::NoContent();
+    response.insert_header(("Cache-Control", "no-store"));
+    for header in state_headers(version, state, &row) {
+        response.insert_header(header);
+    }
+    Ok(response.finish())
+}
