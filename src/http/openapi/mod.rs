@@ -14,7 +14,9 @@ use utoipa::{Modify, OpenApi};
 use super::admin::{ExpiryBody, Lease, Part, UploadDetail, UploadPage, UploadView};
 use super::form::{FormResponse, FormUpload};
 use crate::error::ErrorBody;
+use crate::http::resumable::problem::ProblemBody;
 
+mod draft;
 mod shared_answers;
 
 #[derive(OpenApi)]
@@ -22,8 +24,11 @@ mod shared_answers;
     info(
         title = "Hoist",
         description = "Resumable uploads: tus 1.0.0 (core, creation, creation-with-upload, creation-defer-length, \
-                       expiration, checksum, termination, concatenation), one-shot multipart forms, signed \
-                       downloads, an admin API and operations endpoints. Errors are JSON {code, message}."
+                       expiration, checksum, termination, concatenation) and, on the same routes for requests \
+                       with Upload-Draft-Interop-Version (3 to 8), the IETF resumable-upload draft (with its \
+                       104 interim response on plain HTTP/1.1); one-shot multipart forms, signed downloads, an \
+                       admin API and operations endpoints. Errors are JSON {code, message}; draft requests get \
+                       the draft's problem types as application/problem+json."
     ),
     paths(
         super::tus::options,
@@ -44,10 +49,10 @@ mod shared_answers;
         super::health::live,
         super::health::ready,
     ),
-    components(schemas(ErrorBody, UploadView, Lease, Part, UploadPage, UploadDetail, ExpiryBody, FormResponse, FormUpload)),
+    components(schemas(ErrorBody, ProblemBody, UploadView, Lease, Part, UploadPage, UploadDetail, ExpiryBody, FormResponse, FormUpload)),
     modifiers(&Extras),
     tags(
-        (name = "tus", description = "tus 1.0.0"),
+        (name = "tus", description = "tus 1.0.0, and the IETF resumable-upload draft"),
         (name = "forms", description = "One-shot multipart/form-data uploads"),
         (name = "downloads", description = "Completed uploads"),
         (name = "admin", description = "Admin role only"),
@@ -96,6 +101,7 @@ impl Modify for Extras {
         }
         doc.paths.paths.insert("/docs/{path}".to_owned(), docs);
         shared_answers::add(doc);
+        draft::add(doc);
         name_operations(doc);
     }
 }

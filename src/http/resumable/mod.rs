@@ -21,7 +21,7 @@ mod append;
 mod create;
 mod fields;
 pub mod offset;
-mod problem;
+pub mod problem;
 
 use actix_web::HttpRequest;
 use chrono::Utc;

@@ -1,7 +1,8 @@
 """What Schemathesis needs to be told about Hoist.
 
-- A tus chunk (application/offset+octet-stream) is raw bytes on the wire, as an
-  application/octet-stream body is.
+- A tus chunk (application/offset+octet-stream) and an IETF draft append
+  (application/partial-upload) are raw bytes on the wire, as an application/octet-stream
+  body is.
 - A tus creation's Location header names the upload that HEAD, PATCH, DELETE and GET then
   take, so that the stateful phase chains them. The expression's `#regex:` is Schemathesis's
   own extension, kept here rather than in the published description.
@@ -9,12 +10,19 @@
   Upload-Length and Upload-Defer-Length are each optional, one of them is required, and drawn
   at random they made 5 uploads in about 380 creations for the chained requests to use (33
   with this).
+- A creation that declares the IETF draft (Upload-Draft-Interop-Version) is answered first by
+  104 Upload Resumption Supported on plain HTTP/1.1, which the draft sends only to clients
+  that declare it. Python's http.client skips only 100 Continue and takes any other 1xx as
+  the final answer, so Schemathesis cannot read such a creation's real answer: its creations
+  leave the header out. Draft creations are tested in tests/api/resumable.rs; HEAD, PATCH and
+  DELETE in the draft (no 104) stay in Schemathesis's hands.
 """
 
 import schemathesis
 from schemathesis.generation import GenerationMode
 
 schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
+schemathesis.serializer.alias("application/partial-upload", "application/octet-stream")
 
 UPLOAD_ID = "$response.header.Location#regex:/files/([0-9a-f]+)$"
 
@@ -29,8 +37,14 @@ def before_load_schema(context, raw_schema):
         raw_schema["paths"][path]["post"]["responses"]["201"]["links"] = links
 
 
+DRAFT_HEADERS = ("Upload-Draft-Interop-Version",)
+
+
 @schemathesis.hook
 def map_case(context, case):
+    if case.method.upper() == "POST" and case.path in ("/files", "/files/") and case.headers:
+        for name in DRAFT_HEADERS:
+            case.headers.pop(name, None)
     meta = case.meta
     if meta is None or meta.phase.name != "stateful" or meta.generation.mode != GenerationMode.POSITIVE:
         return case
