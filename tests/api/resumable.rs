@@ -303,6 +303,19 @@ async fn interop_version_3_says_upload_incomplete() {
     assert_eq!(response.status(), 200);
     assert_eq!(header_str(response.headers(), "Upload-Incomplete"), "?0");
     assert_eq!(app.download_bytes(&url).await, data);
+
+    // Clients bridging versions may send version 3 with Upload-Complete only.
+    let response = draft(&app, 3, Method::POST, &app.files_url())
+        .header("Upload-Complete", "?1")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(header_str(response.headers(), "Upload-Incomplete"), "?0");
+    let response = draft(&app, 3, Method::POST, &app.files_url()).header("Content-Length", "0").send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(error_code(response).await, "missing_upload_complete");
 }
 
 #[actix_rt::test]

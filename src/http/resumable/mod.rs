@@ -77,13 +77,18 @@ impl InteropVersion {
     }
 
     /// Whether the request completes the upload, from the version's completeness header.
+    /// Version 3 also takes `Upload-Complete` where `Upload-Incomplete` is missing, as clients
+    /// bridging versions send it.
     pub fn completes(self, req: &HttpRequest) -> Result<bool, ApiError> {
         let name = self.completeness_header();
-        let raw = crate::http::headers::optional(req, name)?.ok_or_else(|| {
-            ApiError::bad_request("missing_upload_complete", format!("{name} (?0 or ?1) is required"))
-        })?;
-        let value = sf_boolean(name, raw)?;
-        Ok(if self.0 == 3 { !value } else { value })
+        if let Some(raw) = crate::http::headers::optional(req, name)? {
+            let value = sf_boolean(name, raw)?;
+            return Ok(if self.0 == 3 { !value } else { value });
+        }
+        match crate::http::headers::optional(req, "Upload-Complete")? {
+            Some(raw) if self.0 == 3 => sf_boolean("Upload-Complete", raw),
+            _ => Err(ApiError::bad_request("missing_upload_complete", format!("{name} (?0 or ?1) is required"))),
+        }
     }
 
     /// The completeness header for responses, said the version's way.
