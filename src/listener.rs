@@ -6,7 +6,8 @@
 //! (`http::resumable`).
 //! The same wrapper carries each connection's [`ReadGate`], which body pumps shut while they
 //! wait for room. TLS connections run over the wrapper too (so HTTP/1.1 over TLS gets the
-//! gate), but get no `InterimSender`: bytes queued here would bypass the TLS layer.
+//! gate), and under a second one whose interim bytes go through TLS: HTTP/1.1 over TLS
+//! takes its `InterimSender` (HTTP/2 none: its framing has no room for raw bytes).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -122,9 +123,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for InterimIo<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         // While a request body streams in, the dispatcher reads but does not write: send
-        // interim responses from here too, so they are not held until the final response.
+        // interim responses from here too, so they are not held until the final response,
+        // and flush them (TLS may hold written bytes back until then).
+        let had_interim = this.interim.has_pending();
         if let Poll::Ready(Err(err)) = this.poll_flush_interim(cx) {
             return Poll::Ready(Err(err));
+        }
+        if had_interim && !this.interim.has_pending() {
+            if let Poll::Ready(Err(err)) = Pin::new(&mut this.inner).poll_flush(cx) {
+                return Poll::Ready(Err(err));
+            }
         }
         if this.gate.hold(cx) {
             return Poll::Pending;

@@ -181,9 +181,10 @@ impl Application {
         }
         let server = match tls {
             // HTTP/2 or HTTP/1.1 by ALPN, TLS over the listener's own stream wrapper so that
-            // HTTP/1.1 bodies get the read gate here too. Interim (1xx) responses other than
-            // 100 are not sent over TLS: the wrapper's interim bytes would bypass the TLS layer,
-            // so no `InterimSender` is handed out for these connections.
+            // HTTP/1.1 bodies get the read gate here too (holding the encrypted bytes in the
+            // socket), and a second wrapper over TLS whose interim (1xx) bytes are encrypted
+            // like the rest: HTTP/1.1 connections get its `InterimSender`; HTTP/2 ones do not,
+            // raw bytes there would break the connection's framing.
             Some(tls) => builder.listen("hoist-https", listener, move || {
                 let http = HttpService::build()
                     .keep_alive(keep_alive)
@@ -192,9 +193,10 @@ impl Application {
                     .local_addr(address)
                     .h2_initial_window_size(h2_stream_window)
                     .h2_initial_connection_window_size(h2_connection_window)
-                    .on_connect_ext(|io: &TlsConnection, ext| {
-                        if let Some(gate) = crate::tls::http1_read_gate(io) {
+                    .on_connect_ext(|io: &InterimIo<TlsConnection>, ext| {
+                        if let Some(gate) = crate::tls::http1_read_gate(io.get_ref()) {
                             ext.insert::<ReadGate>(gate);
+                            ext.insert::<InterimSender>(io.interim());
                         }
                     })
                     .finish(map_config(app(), |_| AppConfig::default()));
@@ -207,7 +209,7 @@ impl Application {
                 .and_then(acceptor.map_err(TlsError::into_service_error))
                 .and_then(|io: TlsConnection| {
                     let (protocol, peer) = (crate::tls::protocol(&io), io.get_ref().0.get_ref().peer_addr().ok());
-                    std::future::ready(Ok((io, protocol, peer)))
+                    std::future::ready(Ok((InterimIo::new(io), protocol, peer)))
                 })
                 .and_then(http.map_err(TlsError::Service))
             })?,

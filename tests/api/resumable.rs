@@ -34,7 +34,7 @@ async fn problem_type(response: Response) -> (String, serde_json::Value) {
 }
 
 /// Reads one response head (through its blank line) off a raw connection.
-async fn read_head(stream: &mut TcpStream) -> String {
+pub async fn read_head(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -47,7 +47,7 @@ async fn read_head(stream: &mut TcpStream) -> String {
     String::from_utf8(head).unwrap()
 }
 
-fn head_field<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+pub fn head_field<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
         key.eq_ignore_ascii_case(name).then(|| value.trim())

@@ -1,6 +1,6 @@
 //! HTTPS on the listener with a self-signed certificate made by openssl: an upload over
 //! HTTP/2 and over HTTP/1.1, HSTS, https Locations, no plaintext on the TLS port, and the read
-//! gate on HTTP/1.1 over TLS only. And TLS on the way to PostgreSQL, through the libpq built
+//! gate and the IETF draft's 104 on HTTP/1.1 over TLS only. And TLS on the way to PostgreSQL, through the libpq built
 //! into the binary.
 
 use std::net::SocketAddr;
@@ -124,6 +124,49 @@ async fn uploads_work_over_https_with_http2_and_http1() {
     // The TLS port speaks no plaintext HTTP.
     let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{}/health/live", app.port)).send().await;
     assert!(plain.map(|r| r.status() != 200).unwrap_or(true), "plaintext answered on the TLS port");
+}
+
+/// The IETF draft's 104 goes through TLS on HTTP/1.1 (iOS uploads over HTTPS), and stays off
+/// HTTP/2, where the draft still works.
+#[actix_rt::test]
+async fn a_draft_creation_gets_its_104_over_tls_on_http1_and_works_on_http2() {
+    use crate::resumable::{head_field, read_head};
+    let (app, cert, _dir) = spawn_tls_app(|_| {}).await;
+    let data = bytes(50_000, 12);
+    let address = SocketAddr::from(([127, 0, 0, 1], app.port));
+    let mut tls = connect_tls(address, &cert, &[b"http/1.1"]).await;
+    let head = format!(
+        "POST /files HTTP/1.1\r\nHost: localhost:{}\r\nAuthorization: Bearer {}\r\n\
+         Upload-Draft-Interop-Version: 8\r\nUpload-Complete: ?1\r\nContent-Length: {}\r\n\r\n",
+        app.port,
+        app.alice,
+        data.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    let interim = read_head(&mut tls).await;
+    assert!(interim.starts_with("HTTP/1.1 104 Upload Resumption Supported\r\n"), "{interim}");
+    let url = head_field(&interim, "Location").expect("Location in the 104").to_owned();
+    assert!(url.starts_with(&format!("{}/files/", https_base(&app))), "{url}");
+    tls.write_all(&data).await.unwrap();
+    tls.flush().await.unwrap();
+    let fin = read_head(&mut tls).await;
+    assert!(fin.starts_with("HTTP/1.1 201"), "{fin}");
+    assert_eq!(head_field(&fin, "Location"), Some(url.as_str()));
+
+    let client = https_client(&app, &cert, false);
+    let created = client
+        .post(format!("{}/files", https_base(&app)))
+        .bearer_auth(&app.alice)
+        .header("Upload-Draft-Interop-Version", "8")
+        .header("Upload-Complete", "?1")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((created.status().as_u16(), created.version()), (201, Version::HTTP_2));
+    let url = location(&created);
+    assert_stored(&app, &client, &url, &data).await;
 }
 
 /// A TLS client connection to `address` that trusts `cert_file`, offering `alpn`.

@@ -78,7 +78,7 @@ fn interop_version() -> ParameterBuilder {
         .name(crate::http::resumable::INTEROP_HEADER)
         .description(Some(
             "The request speaks the IETF resumable-upload draft at this interop version instead of tus \
-             (Tus-Resumable is then not needed). On plain HTTP/1.1 a creation is answered first by \
+             (Tus-Resumable is then not needed). On HTTP/1.1 (plain or TLS) a creation is answered first by \
              104 Upload Resumption Supported with Location, this version and Upload-Limit.",
         ))
         .schema(Some(versions))

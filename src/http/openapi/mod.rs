@@ -26,7 +26,7 @@ mod shared_answers;
         description = "Resumable uploads: tus 1.0.0 (core, creation, creation-with-upload, creation-defer-length, \
                        expiration, checksum, termination, concatenation) and, on the same routes for requests \
                        with Upload-Draft-Interop-Version (3 to 8), the IETF resumable-upload draft (with its \
-                       104 interim response on plain HTTP/1.1); one-shot multipart forms, signed downloads, an \
+                       104 interim response on HTTP/1.1); one-shot multipart forms, signed downloads, an \
                        admin API and operations endpoints. Errors are JSON {code, message}; draft requests get \
                        the draft's problem types as application/problem+json."
     ),

@@ -150,7 +150,7 @@ pub fn discovery_limit(state: &AppState) -> String {
 }
 
 /// Sends `104 Upload Resumption Supported` with the upload's URL on connections whose
-/// listener can (plain HTTP/1.1; not TLS or HTTP/2, whose stacks write no 1xx of ours).
+/// listener can: HTTP/1.1, plain or over TLS (not HTTP/2, whose stack writes no 1xx of ours).
 fn announce(req: &HttpRequest, version: InteropVersion, state: &AppState, location: &str) {
     let Some(interim) = req.conn_data::<InterimSender>() else { return };
     let mut head = format!(
