@@ -40,7 +40,7 @@ pub struct FormResponse {
 #[utoipa::path(post, path = "/uploads", tag = "forms", security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body(content = String, content_type = "multipart/form-data"),
-    responses((status = 201, body = FormResponse, description = "Created"), (status = 400, body = crate::error::ErrorBody, description = "Bad request (stable error code)"), (status = 413, body = crate::error::ErrorBody, description = "Too large"), (status = 429, body = crate::error::ErrorBody, description = "Rate limit or quota (Retry-After, RateLimit-*)"))
+    responses((status = 201, body = FormResponse, description = "Created"), (status = 400, body = crate::error::ErrorBody, description = "Bad request (stable error code)"), (status = 413, body = crate::error::ErrorBody, description = "Too large"), (status = 415, body = crate::error::ErrorBody, description = "unsupported_media_type: the body is not multipart/form-data"), (status = 429, body = crate::error::ErrorBody, description = "Rate limit or quota (Retry-After, RateLimit-*)"))
 )]
 pub async fn upload_form(
     state: web::Data<AppState>,

@@ -16,7 +16,13 @@
   the final answer, so Schemathesis cannot read such a creation's real answer: its creations
   leave the header out. Draft creations are tested in tests/api/resumable.rs; HEAD, PATCH and
   DELETE in the draft (no 104) stay in Schemathesis's hands.
+- A form field name with a control character or a quote (what the description's
+  `propertyNames` refuses) is percent-escaped by Schemathesis's multipart encoder, so the
+  server receives a valid name and rightly takes the form: such cases test the encoder, not
+  Hoist, and are left out (one in 6055 cases of a 300-example run, seed 777, was one).
 """
+
+import re
 
 import schemathesis
 from schemathesis.generation import GenerationMode
@@ -38,6 +44,14 @@ def before_load_schema(context, raw_schema):
 
 
 DRAFT_HEADERS = ("Upload-Draft-Interop-Version",)
+ESCAPED_IN_FIELD_NAMES = re.compile(r'[\x00-\x1f\x7f-\x9f"]')
+
+
+@schemathesis.hook
+def filter_case(context, case):
+    if case.method.upper() == "POST" and case.path == "/uploads" and isinstance(case.body, dict):
+        return not any(ESCAPED_IN_FIELD_NAMES.search(str(name)) for name in case.body)
+    return True
 
 
 @schemathesis.hook
