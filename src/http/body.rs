@@ -39,7 +39,7 @@ where
     let idle = Duration::from_secs(state.settings.server.body_idle_timeout_secs.max(1));
     let deadline = Instant::now() + Duration::from_secs(state.settings.server.max_request_secs.max(1));
     let gate = req.conn_data::<ReadGate>().cloned();
-    let pump = pump(payload, tx, idle, deadline, gate);
+    let pump = pump(payload, tx, idle, deadline, gate, submitted.cut);
     tokio::pin!(done);
     tokio::pin!(pump);
     let result = tokio::select! {
@@ -95,13 +95,24 @@ where
     Ok(Ended { row, whole: true })
 }
 
-async fn pump<S, E>(mut payload: S, tx: BodySender, idle: Duration, deadline: Instant, gate: Option<ReadGate>)
-where
+async fn pump<S, E>(
+    mut payload: S,
+    tx: BodySender,
+    idle: Duration,
+    deadline: Instant,
+    gate: Option<ReadGate>,
+    mut cut: tokio::sync::watch::Receiver<u64>,
+) where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
     loop {
         let wait_until = deadline.min(Instant::now() + idle);
-        match tokio::time::timeout_at(wait_until, payload.next()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(wait_until, payload.next()) => next,
+            // A later request cut this body: end it as if the client had gone.
+            Ok(()) = cut.changed() => return tx.end(false).await,
+        };
+        match next {
             Ok(Some(Ok(chunk))) => {
                 // Usually the chunk goes straight in and nobody sees the gate shut.
                 let _closed = gate.as_ref().map(ClosedGate::new);

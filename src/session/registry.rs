@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 
 use super::actor::{Submit, UploadSession};
 use super::append::{AppendRequest, AppendSpec};
@@ -39,6 +39,8 @@ pub struct SessionDeps {
 struct SessionEntry {
     addr: Addr<UploadSession>,
     jobs: Arc<AtomicUsize>,
+    /// Bumped to cut the bodies of the requests sent so far (see [`SessionRegistry::interrupt`]).
+    cut: watch::Sender<u64>,
 }
 
 impl SessionDeps {
@@ -97,6 +99,8 @@ pub struct Submitted {
     pub done: oneshot::Receiver<Result<UploadRow, ApiError>>,
     /// Where the request body goes (appends only).
     pub body: Option<BodySender>,
+    /// Changes when a later request cuts this one's body ([`SessionRegistry::interrupt`]).
+    pub cut: watch::Receiver<u64>,
     /// Kept open so the session does not take the job for abandoned.
     _started: Option<oneshot::Receiver<()>>,
 }
@@ -160,7 +164,7 @@ impl SessionRegistry {
     /// Sends `job` to the upload's session, starting one if need be. Returns the session and
     /// whether it was idle (no other job queued or running): an idle session starts the job
     /// as soon as it reads it.
-    fn send(&self, id: &UploadId, job: Job) -> Result<(Addr<UploadSession>, bool), ApiError> {
+    fn send(&self, id: &UploadId, job: Job) -> Result<(Addr<UploadSession>, bool, watch::Receiver<u64>), ApiError> {
         let mut sessions =
             self.deps.sessions.lock().map_err(|_| ApiError::Internal("session registry poisoned".into()))?;
         let entry = match sessions.get(id).filter(|entry| entry.addr.connected()) {
@@ -171,13 +175,14 @@ impl SessionRegistry {
                 let addr = UploadSession::start_in_arbiter(&self.arbiter, move |_| {
                     UploadSession::new(session_id, deps, counter)
                 });
-                sessions.entry(id.clone()).insert_entry(SessionEntry { addr, jobs }).into_mut()
+                let (cut, _) = watch::channel(0);
+                sessions.entry(id.clone()).insert_entry(SessionEntry { addr, jobs, cut }).into_mut()
             }
         };
         // Counted before it is sent and under the lock: see `SessionEntry`.
         let idle = entry.jobs.fetch_add(1, Ordering::SeqCst) == 0;
         entry.addr.do_send(Submit(job));
-        Ok((entry.addr.clone(), idle))
+        Ok((entry.addr.clone(), idle, entry.cut.subscribe()))
     }
 
     /// Queues an append; returns at once if the session was idle, else once it has started
@@ -196,17 +201,17 @@ impl SessionRegistry {
     async fn submit(&self, id: &UploadId, kind: JobKind, body: Option<BodySender>) -> Result<Submitted, ApiError> {
         let (started_tx, started_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
-        let (addr, idle) = self.send(id, Job { kind, started: started_tx, done: done_tx })?;
+        let (addr, idle, cut) = self.send(id, Job { kind, started: started_tx, done: done_tx })?;
         if idle {
             // Nothing is ahead of the job: the caller may stream the body now. Waiting for
             // `started` cost every PATCH a round trip to the sessions' thread: about one
             // context switch in eight of a small PATCH's.
-            return Ok(Submitted { done: done_rx, body, _started: Some(started_rx) });
+            return Ok(Submitted { done: done_rx, body, cut, _started: Some(started_rx) });
         }
         let wait = Duration::from_millis(self.deps.settings.uploads.lock_wait_ms);
         match tokio::time::timeout(wait, started_rx).await {
             Err(_) => Err(ApiError::Locked),
-            Ok(Ok(())) => Ok(Submitted { done: done_rx, body, _started: None }),
+            Ok(Ok(())) => Ok(Submitted { done: done_rx, body, cut, _started: None }),
             // The session stopped with the job unstarted (the arbiter is shutting down).
             Ok(Err(_)) => {
                 self.deps.registry_remove(id, &addr);
@@ -217,6 +222,25 @@ impl SessionRegistry {
 
     /// Waits (bounded) until no job is running: used at shutdown after the HTTP workers
     /// stopped, so bodies that were cut still get their received bytes committed.
+    /// Cuts the body that earlier requests are streaming into `id` (what arrived is kept and
+    /// committed, as when a client goes away) and waits, up to `uploads.lock_wait_ms`, until
+    /// the session has settled them. This is what the IETF draft recommends when a client
+    /// resumes while the server still holds the request it lost: without it, the new request
+    /// would wait out the dead one's body (`server.body_idle_timeout_secs`) behind 423s.
+    pub async fn interrupt(&self, id: &UploadId) {
+        let jobs = {
+            let Ok(sessions) = self.deps.sessions.lock() else { return };
+            let Some(entry) = sessions.get(id).filter(|entry| entry.jobs.load(Ordering::SeqCst) > 0) else { return };
+            entry.cut.send_modify(|generation| *generation = generation.wrapping_add(1));
+            entry.jobs.clone()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.deps.settings.uploads.lock_wait_ms);
+        // The session counts a job out once its commit is done and cached, just before answering.
+        while jobs.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     pub async fn drain(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         while self.deps.in_flight.current() > 0 {

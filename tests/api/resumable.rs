@@ -398,3 +398,80 @@ async fn someone_elses_upload_is_not_found() {
     assert_eq!(patch.send().await.unwrap().status(), 404);
     assert_eq!(as_bob(Method::DELETE).send().await.unwrap().status(), 404);
 }
+
+/// A client resuming after losing its request (a phone changing networks) does not wait out
+/// the request the server still holds: its HEAD cuts it and reports what it committed, and
+/// the append from there runs at once, as the draft recommends.
+async fn a_resuming_client_cuts_the_request_it_gave_up_on(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let data = bytes(300_000, 46);
+    let response = draft(&app, 8, Method::POST, &app.files_url())
+        .header("Upload-Complete", "?0")
+        .header("Upload-Length", data.len().to_string())
+        .header("Content-Length", "0")
+        .send()
+        .await
+        .unwrap();
+    let url = location(&response);
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let body =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
+        );
+    let lost = append(&app, &url, 0, true, Vec::new())
+        .header("Content-Length", data.len().to_string())
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let lost = tokio::spawn(lost);
+    tx.send(data[..100_000].to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The body stalls with its sender still open; the client asks where to resume.
+    let head = draft(&app, 8, Method::HEAD, &url).send().await.unwrap();
+    assert_eq!(head.status(), 204);
+    assert_eq!(header_u64(head.headers(), "Upload-Offset"), 100_000, "the stalled request's bytes are committed");
+    let response = append(&app, &url, 100_000, true, data[100_000..].to_vec()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.download_bytes(&url).await, data);
+    drop(tx);
+    lost.abort();
+}
+on_every_backend!(a_resuming_client_cuts_the_request_it_gave_up_on);
+
+/// A draft append arriving while an earlier one streams cuts it too; the offset it asks for
+/// is then checked against what the earlier one committed.
+#[actix_rt::test]
+async fn a_new_append_cuts_the_one_still_streaming() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let response = draft(&app, 8, Method::POST, &app.files_url())
+        .header("Upload-Complete", "?0")
+        .header("Content-Length", "0")
+        .send()
+        .await
+        .unwrap();
+    let url = location(&response);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let body =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
+        );
+    let lost = tokio::spawn(
+        append(&app, &url, 0, false, Vec::new())
+            .header("Content-Length", "10")
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    tx.send(b"abcd".to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let response = append(&app, &url, 0, false, b"XXXX".to_vec()).send().await.unwrap();
+    assert_eq!(response.status(), 409, "the cut request committed 4 bytes first");
+    assert_eq!(header_u64(response.headers(), "Upload-Offset"), 4);
+    let response = append(&app, &url, 4, true, b"ef".to_vec()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.download_bytes(&url).await, b"abcdef");
+    drop(tx);
+    lost.abort();
+}

@@ -32,6 +32,9 @@ pub async fn run(
     let offset = sf_integer("Upload-Offset", headers::required(req, "Upload-Offset")?)?;
     let completes = version.completes(req)?;
     let content_length = headers::content_length(req)?;
+    owned_live_upload(state, caller, &id).await?;
+    // A request of the client's that the server still streams is one it gave up on.
+    state.sessions.interrupt(&id).await;
     let row = owned_live_upload(state, caller, &id).await?;
     if row.is_final_concat() {
         return Err(ApiError::PatchOnFinal);

@@ -1,5 +1,5 @@
 //! Offset retrieval: HEAD on an upload. (Cancellation is tus termination, minus the
-//! `Tus-Resumable` check.)
+//! `Tus-Resumable` check, after cutting any append still streaming.)
 
 use actix_web::HttpResponse;
 
@@ -18,6 +18,10 @@ pub async fn head(
     version: InteropVersion,
 ) -> Result<HttpResponse, ApiError> {
     let id = UploadId::parse(path)?;
+    owned_live_upload(state, caller, &id).await?;
+    // An append still streaming is one the client gave up on (it asks for the offset to
+    // resume): cut it and answer with what it committed, an offset the next append can use.
+    state.sessions.interrupt(&id).await;
     let row = owned_live_upload(state, caller, &id).await?;
     let mut response = HttpResponse::NoContent();
     response.insert_header(("Cache-Control", "no-store"));

@@ -68,11 +68,16 @@ pub async fn terminate(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    if InteropVersion::of(&req)?.is_none() {
+    let draft = InteropVersion::of(&req)?.is_some();
+    if !draft {
         require_tus(&req)?;
     }
     let id = UploadId::parse(&path)?;
     owned_live_upload(&state, &caller, &id).await?;
+    if draft {
+        // The draft: cancellation ends the requests still streaming into the upload.
+        state.sessions.interrupt(&id).await;
+    }
     state.sessions.terminate(&id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
