@@ -105,12 +105,21 @@ async fn pump<S, E>(
 ) where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
+    // One future for the whole body, not one per chunk: a later request cutting this body.
+    let cut_off = async move {
+        if cut.changed().await.is_err() {
+            // The session's entry is gone: nobody can cut this body any more.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(cut_off);
     loop {
         let wait_until = deadline.min(Instant::now() + idle);
         let next = tokio::select! {
+            // Checked first, so that a body that never stalls is cut too.
+            biased;
+            () = &mut cut_off => return tx.end(false).await,
             next = tokio::time::timeout_at(wait_until, payload.next()) => next,
-            // A later request cut this body: end it as if the client had gone.
-            Ok(()) = cut.changed() => return tx.end(false).await,
         };
         match next {
             Ok(Some(Ok(chunk))) => {
