@@ -227,10 +227,13 @@ impl SessionRegistry {
     /// the session has settled them. This is what the IETF draft recommends when a client
     /// resumes while the server still holds the request it lost: without it, the new request
     /// would wait out the dead one's body (`server.body_idle_timeout_secs`) behind 423s.
-    pub async fn interrupt(&self, id: &UploadId) {
+    /// Returns whether anything was running (and so whether the upload may have moved).
+    pub async fn interrupt(&self, id: &UploadId) -> bool {
         let jobs = {
-            let Ok(sessions) = self.deps.sessions.lock() else { return };
-            let Some(entry) = sessions.get(id).filter(|entry| entry.jobs.load(Ordering::SeqCst) > 0) else { return };
+            let Ok(sessions) = self.deps.sessions.lock() else { return false };
+            let Some(entry) = sessions.get(id).filter(|entry| entry.jobs.load(Ordering::SeqCst) > 0) else {
+                return false;
+            };
             entry.cut.send_modify(|generation| *generation = generation.wrapping_add(1));
             entry.jobs.clone()
         };
@@ -239,6 +242,7 @@ impl SessionRegistry {
         while jobs.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        true
     }
 
     pub async fn drain(&self, limit: Duration) {

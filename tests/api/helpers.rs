@@ -326,6 +326,18 @@ pub async fn error_code(response: Response) -> String {
     body["code"].as_str().expect("code").to_owned()
 }
 
+/// A request body the test feeds by hand, chunk by chunk: it stalls while the sender is
+/// open and no chunk waits, as a client's body does when its network goes.
+pub fn hand_fed_body() -> (tokio::sync::mpsc::Sender<Vec<u8>>, reqwest::Body) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let body =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
+        );
+    (tx, reqwest::Body::wrap_stream(body))
+}
+
 /// Deterministic test bytes.
 pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()

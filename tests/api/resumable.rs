@@ -8,7 +8,7 @@ use reqwest::{Method, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{bytes, error_code, header_str, header_u64, location, spawn_app, Backend, TestApp};
+use crate::helpers::{bytes, error_code, hand_fed_body, header_str, header_u64, location, spawn_app, Backend, TestApp};
 use crate::on_every_backend;
 
 const MIB: usize = 1024 * 1024;
@@ -24,6 +24,19 @@ fn append(app: &TestApp, url: &str, offset: usize, complete: bool, body: Vec<u8>
         .header("Upload-Complete", if complete { "?1" } else { "?0" })
         .header("Content-Type", "application/partial-upload")
         .body(body)
+}
+
+/// Creates an open upload (version 8, `Upload-Complete: ?0`) holding `first`, of `length`
+/// if given; returns its URL.
+async fn open_upload(app: &TestApp, first: &[u8], length: Option<usize>) -> String {
+    let mut request =
+        draft(app, 8, Method::POST, &app.files_url()).header("Upload-Complete", "?0").body(first.to_vec());
+    if let Some(length) = length {
+        request = request.header("Upload-Length", length.to_string());
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    location(&response)
 }
 
 async fn problem_type(response: Response) -> (String, serde_json::Value) {
@@ -253,14 +266,7 @@ async fn a_chunked_append_completes_where_its_body_ends(backend: Backend) {
     // last bytes sit in a staged tail until the length is known (tusd's deferred-length bug).
     let app = spawn_app(backend).await;
     let data = bytes(5 * MIB + 4321, 44);
-    let response = draft(&app, 8, Method::POST, &app.files_url())
-        .header("Upload-Complete", "?0")
-        .body(data[..MIB].to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let url = location(&response);
+    let url = open_upload(&app, &data[..MIB], None).await;
     let pieces: Vec<Result<Vec<u8>, std::io::Error>> = data[MIB..].chunks(300_000).map(|c| Ok(c.to_vec())).collect();
     let response = draft(&app, 8, Method::PATCH, &url)
         .header("Upload-Offset", MIB.to_string())
@@ -353,13 +359,7 @@ async fn a_creation_over_the_maximum_size_is_refused_with_the_limit() {
 #[actix_rt::test]
 async fn cancellation_deletes_the_upload() {
     let app = spawn_app(Backend::Sqlite).await;
-    let response = draft(&app, 8, Method::POST, &app.files_url())
-        .header("Upload-Complete", "?0")
-        .body(b"abc".to_vec())
-        .send()
-        .await
-        .unwrap();
-    let url = location(&response);
+    let url = open_upload(&app, b"abc", None).await;
     assert_eq!(draft(&app, 8, Method::DELETE, &url).send().await.unwrap().status(), 204);
     assert_eq!(draft(&app, 8, Method::HEAD, &url).send().await.unwrap().status(), 410);
     assert!(!app.stored(&url).await, "the bytes are gone");
@@ -380,13 +380,7 @@ async fn options_announce_partial_uploads_and_limits() {
 #[actix_rt::test]
 async fn someone_elses_upload_is_not_found() {
     let app = spawn_app(Backend::Sqlite).await;
-    let response = draft(&app, 8, Method::POST, &app.files_url())
-        .header("Upload-Complete", "?0")
-        .body(b"abc".to_vec())
-        .send()
-        .await
-        .unwrap();
-    let url = location(&response);
+    let url = open_upload(&app, b"abc", None).await;
     let as_bob =
         |method| app.client.request(method, &url).bearer_auth(&app.bob).header("Upload-Draft-Interop-Version", "8");
     assert_eq!(as_bob(Method::HEAD).send().await.unwrap().status(), 404);
@@ -405,26 +399,12 @@ async fn someone_elses_upload_is_not_found() {
 async fn a_resuming_client_cuts_the_request_it_gave_up_on(backend: Backend) {
     let app = spawn_app(backend).await;
     let data = bytes(300_000, 46);
-    let response = draft(&app, 8, Method::POST, &app.files_url())
-        .header("Upload-Complete", "?0")
-        .header("Upload-Length", data.len().to_string())
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
-    let url = location(&response);
+    let url = open_upload(&app, b"", Some(data.len())).await;
 
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let body =
-        futures_util::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
-        );
-    let lost = append(&app, &url, 0, true, Vec::new())
-        .header("Content-Length", data.len().to_string())
-        .body(reqwest::Body::wrap_stream(body))
-        .send();
-    let lost = tokio::spawn(lost);
+    let (tx, body) = hand_fed_body();
+    let lost = tokio::spawn(
+        append(&app, &url, 0, true, Vec::new()).header("Content-Length", data.len().to_string()).body(body).send(),
+    );
     tx.send(data[..100_000].to_vec()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -445,25 +425,9 @@ on_every_backend!(a_resuming_client_cuts_the_request_it_gave_up_on);
 #[actix_rt::test]
 async fn a_new_append_cuts_the_one_still_streaming() {
     let app = spawn_app(Backend::Sqlite).await;
-    let response = draft(&app, 8, Method::POST, &app.files_url())
-        .header("Upload-Complete", "?0")
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
-    let url = location(&response);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let body =
-        futures_util::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
-        );
-    let lost = tokio::spawn(
-        append(&app, &url, 0, false, Vec::new())
-            .header("Content-Length", "10")
-            .body(reqwest::Body::wrap_stream(body))
-            .send(),
-    );
+    let url = open_upload(&app, b"", None).await;
+    let (tx, body) = hand_fed_body();
+    let lost = tokio::spawn(append(&app, &url, 0, false, Vec::new()).header("Content-Length", "10").body(body).send());
     tx.send(b"abcd".to_vec()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let response = append(&app, &url, 0, false, b"XXXX".to_vec()).send().await.unwrap();

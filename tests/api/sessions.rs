@@ -5,7 +5,9 @@ use chrono::Utc;
 use reqwest::Method;
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{bytes, error_code, spawn_app, spawn_app_with, test_settings, Backend, TestApp, TestClient};
+use crate::helpers::{
+    bytes, error_code, hand_fed_body, spawn_app, spawn_app_with, test_settings, Backend, TestApp, TestClient,
+};
 use crate::on_every_backend;
 use hoist::db::models::{UploadRow, UploadState};
 use hoist::db::uploads::{self, LeaseOutcome, Progress};
@@ -17,14 +19,8 @@ fn slow_patch(
     offset: u64,
     len: u64,
 ) -> (tokio::sync::mpsc::Sender<Vec<u8>>, tokio::task::JoinHandle<reqwest::Response>) {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let body =
-        futures_util::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
-        );
-    let request =
-        app.patch_request(url, offset, reqwest::Body::wrap_stream(body)).header("Content-Length", len.to_string());
+    let (tx, body) = hand_fed_body();
+    let request = app.patch_request(url, offset, body).header("Content-Length", len.to_string());
     (tx, tokio::spawn(async move { request.send().await.expect("slow PATCH") }))
 }
 

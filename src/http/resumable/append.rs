@@ -2,16 +2,14 @@
 
 use actix_web::{web, HttpRequest};
 
-use super::create::cut_short;
-use super::{consistent_length, sf_integer, state_headers, InteropVersion, PARTIAL_UPLOAD};
+use super::{
+    consistent_length, settled_upload, sf_integer, state_headers, stream_body, BodyAt, InteropVersion, PARTIAL_UPLOAD,
+};
 use crate::auth::Caller;
 use crate::db::models::{StoredResponse, UploadState};
 use crate::domain::UploadId;
 use crate::error::ApiError;
-use crate::http::body::{append_body, append_to_end};
 use crate::http::headers;
-use crate::http::tus::owned_live_upload;
-use crate::session::AppendSpec;
 use crate::state::AppState;
 
 pub async fn run(
@@ -32,10 +30,8 @@ pub async fn run(
     let offset = sf_integer("Upload-Offset", headers::required(req, "Upload-Offset")?)?;
     let completes = version.completes(req)?;
     let content_length = headers::content_length(req)?;
-    owned_live_upload(state, caller, &id).await?;
     // A request of the client's that the server still streams is one it gave up on.
-    state.sessions.interrupt(&id).await;
-    let row = owned_live_upload(state, caller, &id).await?;
+    let row = settled_upload(state, caller, &id).await?;
     if row.is_final_concat() {
         return Err(ApiError::PatchOnFinal);
     }
@@ -54,23 +50,13 @@ pub async fn run(
             (true, Some(_)) => Ok(answer(version, state, &row)),
             // A body of unknown length: the session reads it and refuses any byte (413).
             (true, None) => {
-                let spec = AppendSpec { expected_offset: offset, declare_length: None, checksum: None, content_length };
-                let row = append_body(state, &id, spec, req, payload).await?;
-                Ok(answer(version, state, &row))
+                let at = BodyAt { offset, completes, length, declare: None, content_length };
+                Ok(answer(version, state, &stream_body(state, req, &id, at, payload).await?))
             }
         };
     }
-    let row = if completes && length.is_none() {
-        // Completing without a Content-Length (a chunked body): the length is where it ends.
-        append_to_end(state, &id, offset, req, payload).await?.row
-    } else {
-        let declare_length = length.filter(|_| row.length().is_none());
-        let spec = AppendSpec { expected_offset: offset, declare_length, checksum: None, content_length };
-        append_body(state, &id, spec, req, payload).await?
-    };
-    if completes && row.state() != UploadState::Complete {
-        return Err(cut_short(&row));
-    }
+    let at = BodyAt { offset, completes, length, declare: length.filter(|_| row.length().is_none()), content_length };
+    let row = stream_body(state, req, &id, at, payload).await?;
     Ok(answer(version, state, &row))
 }
 

@@ -5,16 +5,14 @@
 use actix_web::http::header::{ContentDisposition, CONTENT_DISPOSITION};
 use actix_web::{web, HttpRequest};
 
-use super::{announce, consistent_length, state_headers, InteropVersion, PARTIAL_UPLOAD};
+use super::{announce, consistent_length, state_headers, stream_body, BodyAt, InteropVersion, PARTIAL_UPLOAD};
 use crate::auth::Caller;
-use crate::db::models::{StoredResponse, UploadRow, UploadState};
+use crate::db::models::StoredResponse;
 use crate::domain::metadata::MetadataLimits;
 use crate::domain::{Metadata, UploadId};
 use crate::error::ApiError;
-use crate::http::body::{append_body, append_to_end};
 use crate::http::headers;
 use crate::http::tus::{location, OFFSET_OCTET_STREAM};
-use crate::session::AppendSpec;
 use crate::state::AppState;
 use crate::upload::{create_upload, NewUpload};
 
@@ -43,28 +41,13 @@ pub async fn run(
 
     let row = if content_length == Some(0) {
         row
-    } else if completes && length.is_none() {
-        // Completing without a Content-Length (a chunked body): the length is where it ends.
-        append_to_end(state, &id, 0, req, payload).await?.row
     } else {
-        let spec = AppendSpec { expected_offset: 0, declare_length: None, checksum: None, content_length };
-        append_body(state, &id, spec, req, payload).await?
+        let at = BodyAt { offset: 0, completes, length, declare: None, content_length };
+        stream_body(state, req, &id, at, payload).await?
     };
-    if completes && row.state() != UploadState::Complete {
-        return Err(cut_short(&row));
-    }
     let mut headers = vec![("Location".to_owned(), url)];
     headers.extend(state_headers(version, state, &row));
     Ok(StoredResponse { status: 201, headers, body: Vec::new() })
-}
-
-/// A request meant to complete the upload whose body stopped early: what arrived is kept
-/// and the upload stays open, so the client can resume it from the offset given.
-pub(super) fn cut_short(row: &UploadRow) -> ApiError {
-    ApiError::bad_request(
-        "body_incomplete",
-        format!("the body ended at offset {} before completing the upload; resume from there", row.offset()),
-    )
 }
 
 /// `Upload-Metadata` where the client sends it (tus-js-client does in its draft modes);

@@ -26,10 +26,16 @@ pub mod problem;
 use actix_web::HttpRequest;
 use chrono::Utc;
 
+use std::sync::Arc;
+
 use crate::auth::Caller;
 use crate::db::models::{StoredResponse, UploadRow, UploadState};
+use crate::domain::UploadId;
 use crate::error::ApiError;
+use crate::http::body::{append_body, append_to_end};
+use crate::http::tus::owned_live_upload;
 use crate::listener::InterimSender;
+use crate::session::AppendSpec;
 use crate::state::AppState;
 
 pub use fields::{sf_boolean, sf_integer};
@@ -141,6 +147,59 @@ pub async fn append(
     payload: actix_web::web::Payload,
 ) -> Result<StoredResponse, ApiError> {
     append::run(state, req, caller, path, version, payload).await.or_else(|err| draft_error(version, state, err))
+}
+
+/// The caller's live upload, after cutting any request still streaming into it (the
+/// draft's answer to a client resuming while the server holds the request it lost): read
+/// again only if one was cut, since that one's commit moved it.
+async fn settled_upload(state: &AppState, caller: &Caller, id: &UploadId) -> Result<Arc<UploadRow>, ApiError> {
+    let row = owned_live_upload(state, caller, id).await?;
+    if state.sessions.interrupt(id).await {
+        return owned_live_upload(state, caller, id).await;
+    }
+    Ok(row)
+}
+
+/// Where a draft request's body goes and what it says of the upload.
+struct BodyAt {
+    offset: u64,
+    completes: bool,
+    /// The upload's length as known with this request.
+    length: Option<u64>,
+    /// The length this request declares to an upload that had none.
+    declare: Option<u64>,
+    content_length: Option<u64>,
+}
+
+/// Streams a draft request's body into the upload: to where the body ends when it completes
+/// an upload of unknown length (a chunked body), else as a plain append. A request meant to
+/// complete the upload that stopped short is 400 `body_incomplete`: what arrived is kept and
+/// the upload stays open at the offset given.
+async fn stream_body(
+    state: &AppState,
+    req: &HttpRequest,
+    id: &UploadId,
+    at: BodyAt,
+    payload: actix_web::web::Payload,
+) -> Result<UploadRow, ApiError> {
+    let row = if at.completes && at.length.is_none() {
+        append_to_end(state, id, at.offset, req, payload).await?.row
+    } else {
+        let spec = AppendSpec {
+            expected_offset: at.offset,
+            declare_length: at.declare,
+            checksum: None,
+            content_length: at.content_length,
+        };
+        append_body(state, id, spec, req, payload).await?
+    };
+    if at.completes && row.state() != UploadState::Complete {
+        return Err(ApiError::bad_request(
+            "body_incomplete",
+            format!("the body ended at offset {} before completing the upload; resume from there", row.offset()),
+        ));
+    }
+    Ok(row)
 }
 
 /// `Upload-Limit` for discovery (OPTIONS), in the newest version's terms: limits before any

@@ -3,11 +3,10 @@
 
 use actix_web::HttpResponse;
 
-use super::{state_headers, InteropVersion};
+use super::{settled_upload, state_headers, InteropVersion};
 use crate::auth::Caller;
 use crate::domain::UploadId;
 use crate::error::ApiError;
-use crate::http::tus::owned_live_upload;
 use crate::state::AppState;
 
 /// 204 with the offset, completeness, length (once known) and limits; never cached.
@@ -18,11 +17,9 @@ pub async fn head(
     version: InteropVersion,
 ) -> Result<HttpResponse, ApiError> {
     let id = UploadId::parse(path)?;
-    owned_live_upload(state, caller, &id).await?;
     // An append still streaming is one the client gave up on (it asks for the offset to
     // resume): cut it and answer with what it committed, an offset the next append can use.
-    state.sessions.interrupt(&id).await;
-    let row = owned_live_upload(state, caller, &id).await?;
+    let row = settled_upload(state, caller, &id).await?;
     let mut response = HttpResponse::NoContent();
     response.insert_header(("Cache-Control", "no-store"));
     for header in state_headers(version, state, &row) {
