@@ -31,11 +31,12 @@ use crate::session::{run_janitor_loop, sessions_runtime, SessionRegistry, SweepP
 use crate::state::AppState;
 use crate::store::{DiskStore, S3Store, Store, StoreBackend};
 use crate::telemetry;
-use crate::tls::TlsConnection;
+use crate::tls::{Offer, TlsConnection};
 
 pub struct Application {
     port: u16,
     metrics_port: Option<u16>,
+    h2_port: Option<u16>,
     server: Server,
     state: web::Data<AppState>,
     sessions_arbiter: Arbiter,
@@ -137,8 +138,15 @@ impl Application {
         let cors_settings = settings.cors.clone();
         let app_state = state.clone();
         let tls = match settings.server.tls.enabled() {
-            true => Some(crate::tls::server_config(&settings.server.tls)?),
+            true => Some(crate::tls::server_config(&settings.server.tls, Offer::Http1)?),
             false => None,
+        };
+        let h2_tls = match (settings.server.tls.h2_listen, settings.server.tls.enabled()) {
+            (Some(h2_address), true) => {
+                Some((h2_address, crate::tls::server_config(&settings.server.tls, Offer::Http2AndHttp1)?))
+            }
+            (Some(_), false) => anyhow::bail!("server.tls.h2_listen needs TLS: set server.tls.cert_file and key_file"),
+            (None, _) => None,
         };
         let metrics_on_main = settings.server.metrics_listen.is_none();
         let app = move || {
@@ -179,13 +187,14 @@ impl Application {
                 HttpService::build().h1(map_config(app, |_| AppConfig::default())).tcp()
             })?;
         }
-        let server = match tls {
-            // HTTP/2 or HTTP/1.1 by ALPN, TLS over the listener's own stream wrapper so that
-            // HTTP/1.1 bodies get the read gate here too (holding the encrypted bytes in the
-            // socket), and a second wrapper over TLS whose interim (1xx) bytes are encrypted
-            // like the rest: HTTP/1.1 connections get its `InterimSender`; HTTP/2 ones do not,
-            // raw bytes there would break the connection's framing.
-            Some(tls) => builder.listen("hoist-https", listener, move || {
+        // HTTPS over the listener's own stream wrapper so that HTTP/1.1 bodies get the read
+        // gate here too (holding the encrypted bytes in the socket), and a second wrapper over
+        // TLS whose interim (1xx) bytes are encrypted like the rest: HTTP/1.1 connections get
+        // its `InterimSender`; HTTP/2 ones do not, raw bytes there would break the
+        // connection's framing.
+        let https = |tls: rustls::ServerConfig, address: std::net::SocketAddr| {
+            let app = app.clone();
+            move || {
                 let http = HttpService::build()
                     .keep_alive(keep_alive)
                     .client_request_timeout(request_head_timeout)
@@ -212,7 +221,20 @@ impl Application {
                     std::future::ready(Ok((InterimIo::new(io), protocol, peer)))
                 })
                 .and_then(http.map_err(TlsError::Service))
-            })?,
+            }
+        };
+        // HTTP/2 on a listener of its own, so that `listen` offers only HTTP/1.1 (see
+        // `tls::Offer`).
+        let mut h2_port = None;
+        if let Some((h2_address, h2_tls)) = h2_tls {
+            let h2_listener =
+                TcpListener::bind(h2_address).with_context(|| format!("binding server.tls.h2_listen {h2_address}"))?;
+            let h2_address = h2_listener.local_addr()?;
+            h2_port = Some(h2_address.port());
+            builder = builder.listen("hoist-https-h2", h2_listener, https(h2_tls, h2_address))?;
+        }
+        let server = match tls {
+            Some(tls) => builder.listen("hoist-https", listener, https(tls, address))?,
             None => builder.listen("hoist-http", listener, move || {
                 let http = HttpService::build()
                     .keep_alive(keep_alive)
@@ -233,9 +255,9 @@ impl Application {
             })?,
         }
         .run();
-        slog::info!(log, "listening"; "address" => %address, "tls" => settings.server.tls.enabled(), "workers" => workers, "io_threads" => io_threads,
+        slog::info!(log, "listening"; "address" => %address, "tls" => settings.server.tls.enabled(), "h2_port" => ?h2_port, "workers" => workers, "io_threads" => io_threads,
             "database" => ?state.repo.backend(), "store" => state.store.backend_name());
-        Ok(Application { port: address.port(), metrics_port, server, state, sessions_arbiter })
+        Ok(Application { port: address.port(), metrics_port, h2_port, server, state, sessions_arbiter })
     }
 
     pub fn port(&self) -> u16 {
@@ -245,6 +267,11 @@ impl Application {
     /// The metrics listener's port, when `server.metrics_listen` is set.
     pub fn metrics_port(&self) -> Option<u16> {
         self.metrics_port
+    }
+
+    /// The HTTP/2 listener's port, when `server.tls.h2_listen` is set.
+    pub fn h2_port(&self) -> Option<u16> {
+        self.h2_port
     }
 
     pub fn handle(&self) -> ServerHandle {

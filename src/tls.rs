@@ -17,8 +17,20 @@ use actix_tls::accept::rustls_0_23::TlsStream;
 use crate::config::TlsSettings;
 use crate::listener::{InterimIo, ReadGate};
 
-/// TLS 1.2 and 1.3 with rustls's safe defaults, offering HTTP/2 and HTTP/1.1 by ALPN.
-pub fn server_config(tls: &TlsSettings) -> anyhow::Result<ServerConfig> {
+/// What a TLS listener offers by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// HTTP/1.1 alone: the resumable-upload listener (`server.listen`). The IETF draft's 104
+    /// needs HTTP/1.1 here (actix-http's HTTP/2 stack sends no interim response), and a client
+    /// that offers both, as iOS URLSession does, takes HTTP/2 whenever the server offers it.
+    Http1,
+    /// HTTP/2 first, then HTTP/1.1: the listener at `server.tls.h2_listen`.
+    Http2AndHttp1,
+}
+
+/// TLS 1.2 and 1.3 with rustls's safe defaults, offering `offer` by ALPN. A client that
+/// offers ALPN but none of these protocols is refused in the handshake.
+pub fn server_config(tls: &TlsSettings, offer: Offer) -> anyhow::Result<ServerConfig> {
     if tls.cert_file.is_empty() || tls.key_file.is_empty() {
         bail!("TLS needs both server.tls.cert_file and server.tls.key_file");
     }
@@ -32,11 +44,15 @@ pub fn server_config(tls: &TlsSettings) -> anyhow::Result<ServerConfig> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .context("the TLS certificate and key do not form a usable pair")?;
-    config.alpn_protocols = vec![H2.to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = match offer {
+        Offer::Http1 => vec![HTTP1.to_vec()],
+        Offer::Http2AndHttp1 => vec![H2.to_vec(), HTTP1.to_vec()],
+    };
     Ok(config)
 }
 
 const H2: &[u8] = b"h2";
+const HTTP1: &[u8] = b"http/1.1";
 
 /// A TLS connection as the listener accepts it: TLS over the listener's own stream wrapper.
 pub type TlsConnection = TlsStream<InterimIo<TcpStream>>;

@@ -76,7 +76,8 @@ impl ServerConfig {
         ServerConfig { env, s3, tls_cert: None }
     }
 
-    /// HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with `cert` and `key`.
+    /// HTTPS with `cert` and `key`: HTTP/1.1 on the server's port, and HTTP/2 (or HTTP/1.1)
+    /// by ALPN on a second one (`server.tls.h2_listen`).
     pub fn with_tls(mut self, cert: &Path, key: &Path) -> ServerConfig {
         self.env.push(("HOIST__SERVER__TLS__CERT_FILE".to_owned(), cert.display().to_string()));
         self.env.push(("HOIST__SERVER__TLS__KEY_FILE".to_owned(), key.display().to_string()));
@@ -95,6 +96,8 @@ pub struct Server {
     child: Child,
     pub base: String,
     port: u16,
+    /// The HTTPS port that offers HTTP/2 (TLS only).
+    h2_port: Option<u16>,
     tls_cert: Option<std::path::PathBuf>,
     data_dir: tempfile::TempDir,
     env: Vec<(String, String)>,
@@ -133,6 +136,10 @@ impl Server {
             ("HOIST__LIMITS__REQUEST_BURST".to_owned(), "1000000".to_owned()),
             ("HOIST__LIMITS__MAX_OPEN_UPLOADS".to_owned(), "0".to_owned()),
         ];
+        let h2_port = config.tls_cert.as_ref().map(|_| free_port());
+        if let Some(h2_port) = h2_port {
+            env.push(("HOIST__SERVER__TLS__H2_LISTEN".to_owned(), format!("127.0.0.1:{h2_port}")));
+        }
         env.extend(config.env.iter().cloned());
         let child = Command::new(hoist_binary())
             .args(["--config-dir", "config", "serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -147,7 +154,7 @@ impl Server {
         };
         let tls_cert = config.tls_cert.clone();
         let probe = http_client(tls_cert.as_deref(), port, false);
-        let server = Server { child, base, port, tls_cert, data_dir, env };
+        let server = Server { child, base, port, h2_port, tls_cert, data_dir, env };
         let mut last = String::new();
         for _ in 0..200 {
             match probe.get(format!("{}/health/ready", server.base)).send().await {
@@ -211,10 +218,14 @@ impl Client {
     }
 
     /// A client of `server` that speaks HTTP/1.1 only when `http1_only` (over TLS, HTTP/2
-    /// otherwise; plain HTTP is always HTTP/1.1).
+    /// otherwise, on the server's HTTP/2 port; plain HTTP is always HTTP/1.1).
     pub async fn speaking(server: &Server, http1_only: bool) -> Client {
-        let http = http_client(server.tls_cert.as_deref(), server.port, http1_only);
-        Client { http, base: server.base.clone(), token: server.token(), sink: false }
+        let (port, base) = match server.h2_port {
+            Some(h2_port) if !http1_only => (h2_port, format!("https://localhost:{h2_port}")),
+            _ => (server.port, server.base.clone()),
+        };
+        let http = http_client(server.tls_cert.as_deref(), port, http1_only);
+        Client { http, base, token: server.token(), sink: false }
     }
 
     /// The same server and token over connections of its own: for a probe that runs on

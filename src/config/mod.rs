@@ -137,7 +137,8 @@ fn h2_window_bytes(kib: u32) -> u32 {
     kib.max(16).saturating_mul(1024).min(MAX_WINDOW)
 }
 
-/// TLS on the listener: both paths set turns it on (HTTP/2 and HTTP/1.1 by ALPN, HSTS).
+/// TLS on the listener: both paths set turns it on (HTTP/1.1 by ALPN, HSTS), and HTTP/2 on
+/// a second listener when `h2_listen` is set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
@@ -147,6 +148,11 @@ pub struct TlsSettings {
     pub key_file: String,
     /// `Strict-Transport-Security: max-age=…` sent while TLS is on; 0: not sent.
     pub hsts_max_age_secs: u64,
+    /// A second HTTPS address that offers HTTP/2 as well as HTTP/1.1. `listen` offers only
+    /// HTTP/1.1, the one protocol on which Hoist can send the IETF draft's 104 (iOS picks
+    /// HTTP/2 whenever it is offered, and then gets no 104). Unset: no HTTP/2.
+    #[serde(default)]
+    pub h2_listen: Option<SocketAddr>,
 }
 
 impl TlsSettings {

@@ -129,6 +129,8 @@ impl TestClient {
 pub struct TestApp {
     pub http: TestClient,
     pub metrics_port: Option<u16>,
+    /// The HTTPS port that offers HTTP/2, when `server.tls.h2_listen` is set.
+    pub h2_port: Option<u16>,
     pub settings: Settings,
     pub state: actix_web::web::Data<AppState>,
     _data_dir: tempfile::TempDir,
@@ -185,10 +187,18 @@ async fn start(settings: Settings, data_dir: tempfile::TempDir, pg: Option<PgTes
     let log = hoist::telemetry::build_logger(&settings.log).expect("logger");
     let app = Application::build(settings.clone(), log).await.expect("application starts");
     let port = app.port();
-    let metrics_port = app.metrics_port();
+    let (metrics_port, h2_port) = (app.metrics_port(), app.h2_port());
     let state = app.state();
     actix_rt::spawn(app.run_until_stopped());
-    TestApp { http: TestClient::new(port, &settings), metrics_port, settings, state, _data_dir: data_dir, _pg: pg }
+    TestApp {
+        http: TestClient::new(port, &settings),
+        metrics_port,
+        h2_port,
+        settings,
+        state,
+        _data_dir: data_dir,
+        _pg: pg,
+    }
 }
 
 /// The value of the sample `name` (with its labels, if any) in a `/metrics` scrape.

@@ -1,6 +1,7 @@
-//! HTTPS on the listener with a self-signed certificate made by openssl: an upload over
-//! HTTP/2 and over HTTP/1.1, HSTS, https Locations, no plaintext on the TLS port, and the read
-//! gate and the IETF draft's 104 on HTTP/1.1 over TLS only. And TLS on the way to PostgreSQL, through the libpq built
+//! HTTPS on the listener with a self-signed certificate made by openssl: HTTP/1.1 alone on
+//! `listen` (so that a client offering HTTP/2 too, as iOS does, still gets the IETF draft's
+//! 104), HTTP/2 on `server.tls.h2_listen`, an upload over each, HSTS, https Locations, no
+//! plaintext on the TLS port, and the read gate and the 104 on HTTP/1.1 over TLS only. And TLS on the way to PostgreSQL, through the libpq built
 //! into the binary.
 
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use actix_http::Protocol;
 use hoist::config::TlsSettings;
 use hoist::listener::InterimIo;
-use hoist::tls::TlsConnection;
+use hoist::tls::{Offer, TlsConnection};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,41 +30,49 @@ fn self_signed(dir: &Path) -> (String, String) {
     (cert.to_str().unwrap().to_owned(), key.to_str().unwrap().to_owned())
 }
 
-fn https_client(app: &TestApp, cert: &str, http1_only: bool) -> reqwest::Client {
+/// A client of the HTTPS listener on `port`, offering HTTP/2 and HTTP/1.1 by ALPN unless
+/// `http1_only`.
+fn https_client(port: u16, cert: &str, http1_only: bool) -> reqwest::Client {
     let root = reqwest::Certificate::from_pem(&std::fs::read(cert).unwrap()).unwrap();
     let mut builder = reqwest::Client::builder()
         .add_root_certificate(root)
         .https_only(true)
         .redirect(reqwest::redirect::Policy::none())
-        .resolve("localhost", SocketAddr::from(([127, 0, 0, 1], app.port)));
+        .resolve("localhost", SocketAddr::from(([127, 0, 0, 1], port)));
     if http1_only {
         builder = builder.http1_only();
     }
     builder.build().unwrap()
 }
 
-/// An app serving HTTPS with a self-signed certificate (kept in the returned directory), with
-/// `tweak` applied to its settings; and the certificate's path.
+/// An app serving HTTPS with a self-signed certificate (kept in the returned directory), on
+/// its port and on an HTTP/2 port of its own, with `tweak` applied to its settings; and the
+/// certificate's path.
 async fn spawn_tls_app(tweak: impl FnOnce(&mut hoist::config::Settings)) -> (TestApp, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path());
     let app = spawn_app_with(Backend::Sqlite, |s| {
         s.server.tls.cert_file = cert.clone();
         s.server.tls.key_file = key;
+        s.server.tls.h2_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         tweak(s);
     })
     .await;
     (app, cert, dir)
 }
 
-fn https_base(app: &TestApp) -> String {
-    format!("https://localhost:{}", app.port)
+fn h2_port(app: &TestApp) -> u16 {
+    app.h2_port.expect("the HTTP/2 listener's port")
 }
 
-/// Creates an upload of `length` bytes over `client`, asserting 201.
-async fn create_over(app: &TestApp, client: &reqwest::Client, length: usize) -> reqwest::Response {
+fn https_base(port: u16) -> String {
+    format!("https://localhost:{port}")
+}
+
+/// Creates an upload of `length` bytes over `client` to the listener on `port`, asserting 201.
+async fn create_over(app: &TestApp, client: &reqwest::Client, port: u16, length: usize) -> reqwest::Response {
     let created = client
-        .post(format!("{}/files", https_base(app)))
+        .post(format!("{}/files", https_base(port)))
         .bearer_auth(&app.alice)
         .header("Tus-Resumable", "1.0.0")
         .header("Upload-Length", length.to_string())
@@ -87,10 +96,10 @@ async fn assert_stored(app: &TestApp, client: &reqwest::Client, url: &str, body:
     signed
 }
 
-async fn upload_over(app: &TestApp, client: &reqwest::Client, version: Version) {
-    let base = https_base(app);
+async fn upload_over(app: &TestApp, client: &reqwest::Client, port: u16, version: Version) {
+    let base = https_base(port);
     let body = bytes(3 * 1024 * 1024 + 17, 9);
-    let created = create_over(app, client, body.len()).await;
+    let created = create_over(app, client, port, body.len()).await;
     assert_eq!(created.version(), version);
     let hsts = created.headers().get("Strict-Transport-Security").expect("HSTS").to_str().unwrap().to_owned();
     assert_eq!(hsts, "max-age=31536000");
@@ -115,26 +124,50 @@ async fn upload_over(app: &TestApp, client: &reqwest::Client, version: Version) 
     assert!(signed.starts_with(&format!("{base}/downloads/")), "{signed}");
 }
 
+/// `listen` speaks HTTP/1.1 even to a client that would rather speak HTTP/2; the HTTP/2
+/// listener gives HTTP/2 to such a client and HTTP/1.1 to one that offers only that.
 #[actix_rt::test]
-async fn uploads_work_over_https_with_http2_and_http1() {
+async fn uploads_work_over_https_http1_on_listen_and_http2_on_its_own_listener() {
     let (app, cert, _dir) = spawn_tls_app(|_| {}).await;
-    upload_over(&app, &https_client(&app, &cert, false), Version::HTTP_2).await;
-    upload_over(&app, &https_client(&app, &cert, true), Version::HTTP_11).await;
+    let h2 = h2_port(&app);
+    upload_over(&app, &https_client(app.port, &cert, false), app.port, Version::HTTP_11).await;
+    upload_over(&app, &https_client(h2, &cert, false), h2, Version::HTTP_2).await;
+    upload_over(&app, &https_client(h2, &cert, true), h2, Version::HTTP_11).await;
 
-    // The TLS port speaks no plaintext HTTP.
-    let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{}/health/live", app.port)).send().await;
-    assert!(plain.map(|r| r.status() != 200).unwrap_or(true), "plaintext answered on the TLS port");
+    // The TLS ports speak no plaintext HTTP.
+    for port in [app.port, h2] {
+        let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/health/live")).send().await;
+        assert!(plain.map(|r| r.status() != 200).unwrap_or(true), "plaintext answered on TLS port {port}");
+    }
 }
 
-/// The IETF draft's 104 goes through TLS on HTTP/1.1 (iOS uploads over HTTPS), and stays off
-/// HTTP/2, where the draft still works.
+/// HTTP/2 is served only where it was asked for: without `server.tls.h2_listen` no port
+/// offers it, and `h2_listen` without TLS refuses to start instead of serving plaintext there.
 #[actix_rt::test]
-async fn a_draft_creation_gets_its_104_over_tls_on_http1_and_works_on_http2() {
+async fn http2_needs_its_listener_and_its_listener_needs_tls() {
+    let (app, cert, _dir) = spawn_tls_app(|s| s.server.tls.h2_listen = None).await;
+    assert_eq!(app.h2_port, None);
+    let address = SocketAddr::from(([127, 0, 0, 1], app.port));
+    assert!(try_connect_tls(address, &cert, &[b"h2"]).await.is_err(), "an HTTP/2-only client got a connection");
+
+    let (mut settings, _data_dir, _pg) = crate::helpers::test_settings(Backend::Sqlite).await;
+    settings.server.tls.h2_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let log = hoist::telemetry::build_logger(&settings.log).unwrap();
+    let refused = hoist::startup::Application::build(settings, log).await.err().expect("h2_listen without TLS");
+    assert!(format!("{refused:#}").contains("h2_listen"), "{refused:#}");
+}
+
+/// The IETF draft's 104 goes through TLS on HTTP/1.1 (iOS uploads over HTTPS) to a client
+/// that offers HTTP/2 first, as URLSession does; on the HTTP/2 listener the draft works
+/// without it.
+#[actix_rt::test]
+async fn a_draft_creation_gets_its_104_over_tls_on_listen_and_works_on_http2() {
     use crate::resumable::{head_field, read_head};
     let (app, cert, _dir) = spawn_tls_app(|_| {}).await;
     let data = bytes(50_000, 12);
     let address = SocketAddr::from(([127, 0, 0, 1], app.port));
-    let mut tls = connect_tls(address, &cert, &[b"http/1.1"]).await;
+    let mut tls = connect_tls(address, &cert, &[b"h2", b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     let head = format!(
         "POST /files HTTP/1.1\r\nHost: localhost:{}\r\nAuthorization: Bearer {}\r\n\
          Upload-Draft-Interop-Version: 8\r\nUpload-Complete: ?1\r\nContent-Length: {}\r\n\r\n",
@@ -147,16 +180,16 @@ async fn a_draft_creation_gets_its_104_over_tls_on_http1_and_works_on_http2() {
     let interim = read_head(&mut tls).await;
     assert!(interim.starts_with("HTTP/1.1 104 Upload Resumption Supported\r\n"), "{interim}");
     let url = head_field(&interim, "Location").expect("Location in the 104").to_owned();
-    assert!(url.starts_with(&format!("{}/files/", https_base(&app))), "{url}");
+    assert!(url.starts_with(&format!("{}/files/", https_base(app.port))), "{url}");
     tls.write_all(&data).await.unwrap();
     tls.flush().await.unwrap();
     let fin = read_head(&mut tls).await;
     assert!(fin.starts_with("HTTP/1.1 201"), "{fin}");
     assert_eq!(head_field(&fin, "Location"), Some(url.as_str()));
 
-    let client = https_client(&app, &cert, false);
+    let client = https_client(h2_port(&app), &cert, false);
     let created = client
-        .post(format!("{}/files", https_base(&app)))
+        .post(format!("{}/files", https_base(h2_port(&app))))
         .bearer_auth(&app.alice)
         .header("Upload-Draft-Interop-Version", "8")
         .header("Upload-Complete", "?1")
@@ -175,6 +208,15 @@ async fn connect_tls(
     cert_file: &str,
     alpn: &[&[u8]],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    try_connect_tls(address, cert_file, alpn).await.expect("TLS handshake")
+}
+
+/// The same, or the handshake's error.
+async fn try_connect_tls(
+    address: SocketAddr,
+    cert_file: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(cert_file).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -188,39 +230,48 @@ async fn connect_tls(
     client.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await.unwrap()
+    tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await
 }
 
-/// A real TLS handshake on loopback, the client offering `alpn`, accepted over the
-/// listener's stream wrapper as the listener does: the protocol the listener then reads off
-/// the connection, and whether it gets the read gate.
-async fn accepted_offering(alpn: &[&[u8]]) -> (Protocol, bool) {
+/// A real TLS handshake on loopback, a listener offering `offer` and the client `alpn`,
+/// accepted over the listener's stream wrapper as the listener does: the protocol the
+/// listener then reads off the connection and whether it gets the read gate, or None when
+/// the handshake fails.
+async fn accepted_offering(offer: Offer, alpn: &[&[u8]]) -> Option<(Protocol, bool)> {
     let dir = tempfile::tempdir().unwrap();
     let (cert_file, key_file) = self_signed(dir.path());
-    let settings = TlsSettings { cert_file: cert_file.clone(), key_file, hsts_max_age_secs: 0 };
-    let server = Arc::new(hoist::tls::server_config(&settings).unwrap());
+    let settings = TlsSettings { cert_file: cert_file.clone(), key_file, hsts_max_age_secs: 0, h2_listen: None };
+    let server = Arc::new(hoist::tls::server_config(&settings, offer).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let connecting = async {
-        let mut tls = connect_tls(address, &cert_file, alpn).await;
-        tls.flush().await.unwrap();
-        tls
+        let mut tls = try_connect_tls(address, &cert_file, alpn).await.ok()?;
+        tls.flush().await.ok()?;
+        Some(tls)
     };
     let accepting = async {
         let (tcp, _) = listener.accept().await.unwrap();
-        let tls = tokio_rustls::TlsAcceptor::from(server).accept(InterimIo::new(tcp)).await.unwrap();
-        TlsConnection::from(tls)
+        let tls = tokio_rustls::TlsAcceptor::from(server).accept(InterimIo::new(tcp)).await.ok()?;
+        Some(TlsConnection::from(tls))
     };
     let (_client, connection) = tokio::join!(connecting, accepting);
-    (hoist::tls::protocol(&connection), hoist::tls::http1_read_gate(&connection).is_some())
+    let connection = connection?;
+    Some((hoist::tls::protocol(&connection), hoist::tls::http1_read_gate(&connection).is_some()))
 }
 
 #[actix_rt::test]
 async fn http1_over_tls_gets_the_read_gate_and_http2_does_not() {
-    assert_eq!(accepted_offering(&[b"http/1.1"]).await, (Protocol::Http1, true));
-    assert_eq!(accepted_offering(&[b"h2", b"http/1.1"]).await, (Protocol::Http2, false));
+    // `listen`: HTTP/1.1 whatever else the client offers; an HTTP/2-only client is refused.
+    assert_eq!(accepted_offering(Offer::Http1, &[b"http/1.1"]).await, Some((Protocol::Http1, true)));
+    assert_eq!(accepted_offering(Offer::Http1, &[b"h2", b"http/1.1"]).await, Some((Protocol::Http1, true)));
+    assert_eq!(accepted_offering(Offer::Http1, &[b"h2"]).await, None);
+    // `h2_listen`: HTTP/2 when offered.
+    assert_eq!(accepted_offering(Offer::Http2AndHttp1, &[b"h2", b"http/1.1"]).await, Some((Protocol::Http2, false)));
+    assert_eq!(accepted_offering(Offer::Http2AndHttp1, &[b"http/1.1"]).await, Some((Protocol::Http1, true)));
     // A client that offers no ALPN speaks HTTP/1.1.
-    assert_eq!(accepted_offering(&[]).await, (Protocol::Http1, true));
+    for offer in [Offer::Http1, Offer::Http2AndHttp1] {
+        assert_eq!(accepted_offering(offer, &[]).await, Some((Protocol::Http1, true)));
+    }
 }
 
 /// The windows an HTTP/2 server announces as a connection opens: its SETTINGS'
@@ -272,13 +323,13 @@ async fn http2_announces_the_configured_windows_over_a_socket_without_nagle() {
         s.server.h2_connection_window_kib = 768;
     })
     .await;
-    let mut tls = connect_tls(SocketAddr::from(([127, 0, 0, 1], app.port)), &cert, &[b"h2"]).await;
+    let mut tls = connect_tls(SocketAddr::from(([127, 0, 0, 1], h2_port(&app))), &cert, &[b"h2"]).await;
     let windows = tokio::time::timeout(std::time::Duration::from_secs(10), announced_h2_windows(&mut tls))
         .await
         .expect("the server's SETTINGS and connection WINDOW_UPDATE");
     assert_eq!(windows, (256 * 1024, 768 * 1024 - 65_535));
     let client = tls.get_ref().0.local_addr().unwrap();
-    assert_eq!(crate::helpers::server_end_has_nodelay(app.port, client), Some(true));
+    assert_eq!(crate::helpers::server_end_has_nodelay(h2_port(&app), client), Some(true));
 }
 
 /// A streamed HTTP/2 request body ends with an empty DATA frame carrying END_STREAM (hyper's
@@ -288,9 +339,9 @@ async fn http2_announces_the_configured_windows_over_a_socket_without_nagle() {
 #[actix_rt::test]
 async fn an_http2_body_ending_in_an_empty_data_frame_is_stored() {
     let (app, cert, _dir) = spawn_tls_app(|_| {}).await;
-    let client = https_client(&app, &cert, false);
+    let client = https_client(h2_port(&app), &cert, false);
     let body = bytes(1024 * 1024, 3);
-    let url = location(&create_over(&app, &client, body.len()).await);
+    let url = location(&create_over(&app, &client, h2_port(&app), body.len()).await);
     let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
         body.chunks(256 * 1024).map(|piece| Ok(piece.to_vec())).collect();
     let patch = client
