@@ -1,5 +1,4 @@
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -7,6 +6,7 @@ use actix::prelude::*;
 
 use super::append::{run_append, Lease};
 use super::job::{Job, JobKind};
+use super::pending::Pending;
 use super::registry::SessionDeps;
 use crate::db::models::UploadRow;
 use crate::db::uploads;
@@ -25,7 +25,7 @@ pub struct UploadSession {
     last_active: Instant,
     /// Jobs sent to this session and not yet finished, shared with the registry (which
     /// counts them in as it sends them).
-    jobs: Arc<AtomicUsize>,
+    jobs: Arc<Pending>,
 }
 
 #[derive(Message)]
@@ -33,12 +33,12 @@ pub struct UploadSession {
 pub struct Submit(pub Job);
 
 impl UploadSession {
-    pub fn new(id: UploadId, deps: Arc<SessionDeps>, jobs: Arc<AtomicUsize>) -> Self {
+    pub fn new(id: UploadId, deps: Arc<SessionDeps>, jobs: Arc<Pending>) -> Self {
         UploadSession { id, deps, queue: VecDeque::new(), busy: false, lease: None, last_active: Instant::now(), jobs }
     }
 
     fn job_finished(&self) {
-        self.jobs.fetch_sub(1, Ordering::SeqCst);
+        self.jobs.finish();
     }
 
     fn start_next(&mut self, ctx: &mut Context<Self>) {
@@ -56,7 +56,7 @@ impl UploadSession {
                 continue;
             }
             self.busy = true;
-            self.deps.in_flight.begin();
+            self.deps.in_flight.add();
             let deps = self.deps.clone();
             let id = self.id.clone();
             let lease = self.lease.take();
@@ -71,7 +71,7 @@ impl UploadSession {
                 act.lease = lease;
                 act.busy = false;
                 act.last_active = Instant::now();
-                act.deps.in_flight.end();
+                act.deps.in_flight.finish();
                 // Counted out before the answer goes, so the request that follows it finds
                 // the session idle (the next job, if any, starts below, before any new one).
                 act.job_finished();

@@ -4,6 +4,7 @@ mod actor;
 mod append;
 mod janitor;
 mod job;
+mod pending;
 mod registry;
 mod runtime;
 

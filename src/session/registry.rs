@@ -1,14 +1,14 @@
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch};
 
 use super::actor::{Submit, UploadSession};
 use super::append::{AppendRequest, AppendSpec};
 use super::job::{Job, JobKind};
+use super::pending::Pending;
 use crate::cache::UploadCache;
 use crate::config::Settings;
 use crate::db::models::UploadRow;
@@ -25,7 +25,8 @@ pub struct SessionDeps {
     pub store: Arc<Store>,
     pub cache: UploadCache,
     pub node_id: String,
-    pub in_flight: InFlight,
+    /// Jobs running now, so shutdown can wait for their commits.
+    pub in_flight: Pending,
     pub metrics: Arc<Metrics>,
     /// Request-body bytes all uploads together may hold in memory.
     pub body_budget: Arc<BodyBudget>,
@@ -38,7 +39,7 @@ pub struct SessionDeps {
 /// session that is stopping.
 struct SessionEntry {
     addr: Addr<UploadSession>,
-    jobs: Arc<AtomicUsize>,
+    jobs: Arc<Pending>,
     /// Bumped to cut the bodies of the requests sent so far (see [`SessionRegistry::interrupt`]).
     cut: watch::Sender<u64>,
 }
@@ -50,7 +51,7 @@ impl SessionDeps {
         let Ok(mut sessions) = self.sessions.lock() else { return false };
         match sessions.get(id) {
             Some(entry) if entry.addr == *addr => {
-                if entry.jobs.load(Ordering::SeqCst) > 0 {
+                if entry.jobs.pending() > 0 {
                     return false;
                 }
                 sessions.remove(id);
@@ -67,29 +68,6 @@ impl SessionDeps {
                 sessions.remove(id);
             }
         }
-    }
-}
-
-/// Jobs running now, so shutdown can wait for their commits.
-#[derive(Default)]
-pub struct InFlight {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-impl InFlight {
-    pub fn begin(&self) {
-        self.count.fetch_add(1, Ordering::SeqCst);
-    }
-
-    pub fn end(&self) {
-        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.idle.notify_waiters();
-        }
-    }
-
-    pub fn current(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
     }
 }
 
@@ -139,7 +117,7 @@ impl SessionRegistry {
             metrics,
             node_id,
             body_budget,
-            in_flight: InFlight::default(),
+            in_flight: Pending::default(),
             sessions: Mutex::new(HashMap::new()),
         });
         SessionRegistry { deps, arbiter }
@@ -154,7 +132,7 @@ impl SessionRegistry {
     }
 
     pub fn writes_in_flight(&self) -> usize {
-        self.deps.in_flight.current()
+        self.deps.in_flight.pending()
     }
 
     pub fn live_sessions(&self) -> usize {
@@ -170,7 +148,7 @@ impl SessionRegistry {
         let entry = match sessions.get(id).filter(|entry| entry.addr.connected()) {
             Some(entry) => entry,
             None => {
-                let (deps, session_id, jobs) = (self.deps.clone(), id.clone(), Arc::new(AtomicUsize::new(0)));
+                let (deps, session_id, jobs) = (self.deps.clone(), id.clone(), Arc::new(Pending::default()));
                 let counter = jobs.clone();
                 let addr = UploadSession::start_in_arbiter(&self.arbiter, move |_| {
                     UploadSession::new(session_id, deps, counter)
@@ -180,7 +158,7 @@ impl SessionRegistry {
             }
         };
         // Counted before it is sent and under the lock: see `SessionEntry`.
-        let idle = entry.jobs.fetch_add(1, Ordering::SeqCst) == 0;
+        let idle = entry.jobs.add();
         entry.addr.do_send(Submit(job));
         Ok((entry.addr.clone(), idle, entry.cut.subscribe()))
     }
@@ -231,31 +209,19 @@ impl SessionRegistry {
     pub async fn interrupt(&self, id: &UploadId) -> bool {
         let jobs = {
             let Ok(sessions) = self.deps.sessions.lock() else { return false };
-            let Some(entry) = sessions.get(id).filter(|entry| entry.jobs.load(Ordering::SeqCst) > 0) else {
+            let Some(entry) = sessions.get(id).filter(|entry| entry.jobs.pending() > 0) else {
                 return false;
             };
             entry.cut.send_modify(|generation| *generation = generation.wrapping_add(1));
             entry.jobs.clone()
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.deps.settings.uploads.lock_wait_ms);
         // The session counts a job out once its commit is done and cached, just before answering.
-        while jobs.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        jobs.settled_within(Duration::from_millis(self.deps.settings.uploads.lock_wait_ms)).await;
         true
     }
 
     pub async fn drain(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.deps.in_flight.current() > 0 {
-            let notified = self.deps.in_flight.idle.notified();
-            if self.deps.in_flight.current() == 0 {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                break;
-            }
-        }
+        self.deps.in_flight.settled_within(limit).await;
     }
 
     pub fn deps(&self) -> &Arc<SessionDeps> {
