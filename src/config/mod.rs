@@ -238,8 +238,13 @@ pub struct UploadSettings {
     pub max_metadata_bytes: usize,
     pub max_metadata_keys: usize,
     pub max_concat_parts: usize,
-    /// How long a PATCH waits for another PATCH on the same upload before 423.
+    /// How long a PATCH waits for another PATCH on the same upload before 423, and how long
+    /// a request that cut one waits for its commit.
     pub lock_wait_ms: u64,
+    /// A HEAD, PATCH or DELETE from an upload's owner ends a request still streaming into that
+    /// upload (what arrived is kept) instead of waiting behind it: a client sends one only once
+    /// it gave up on the other, which may be held open for `server.body_idle_timeout_secs`.
+    pub cut_abandoned_requests: bool,
     /// An upload session with no request for this long stops and releases its lease.
     pub session_idle_secs: u64,
     pub lease_ttl_secs: u64,

@@ -198,15 +198,18 @@ impl SessionRegistry {
         }
     }
 
-    /// Waits (bounded) until no job is running: used at shutdown after the HTTP workers
-    /// stopped, so bodies that were cut still get their received bytes committed.
     /// Cuts the body that earlier requests are streaming into `id` (what arrived is kept and
     /// committed, as when a client goes away) and waits, up to `uploads.lock_wait_ms`, until
-    /// the session has settled them. This is what the IETF draft recommends when a client
-    /// resumes while the server still holds the request it lost: without it, the new request
-    /// would wait out the dead one's body (`server.body_idle_timeout_secs`) behind 423s.
-    /// Returns whether anything was running (and so whether the upload may have moved).
+    /// the session has settled them. This is what the IETF draft recommends, and tusd 2 does,
+    /// when a client resumes while the server still holds the request it lost (a phone that
+    /// changed networks leaves a half-open connection): without it, the new request would wait
+    /// out the dead one's body (`server.body_idle_timeout_secs`) behind 423s. Off with
+    /// `uploads.cut_abandoned_requests`. Returns whether anything was running (and so whether
+    /// the upload may have moved).
     pub async fn interrupt(&self, id: &UploadId) -> bool {
+        if !self.deps.settings.uploads.cut_abandoned_requests {
+            return false;
+        }
         let jobs = {
             let Ok(sessions) = self.deps.sessions.lock() else { return false };
             let Some(entry) = sessions.get(id).filter(|entry| entry.jobs.pending() > 0) else {
@@ -220,6 +223,8 @@ impl SessionRegistry {
         true
     }
 
+    /// Waits (bounded) until no job is running: used at shutdown after the HTTP workers
+    /// stopped, so bodies that were cut still get their received bytes committed.
     pub async fn drain(&self, limit: Duration) {
         self.deps.in_flight.settled_within(limit).await;
     }

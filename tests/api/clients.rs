@@ -23,7 +23,21 @@ fn write_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// How the client breaks off the largest file before resuming it.
+#[derive(Clone, Copy, PartialEq)]
+enum Interruption {
+    /// The app stops after the first chunk (its request ends) and resumes from the URL.
+    AfterFirstChunk,
+    /// Mid-chunk the connection goes silent with its server side left open, as a phone's does
+    /// when it changes networks; the app gives up on the request and resumes.
+    HalfOpen,
+}
+
 async fn run_client(app: &TestApp, program: &str, script: &str, protocol: &str) {
+    run_client_interrupted(app, program, script, protocol, Interruption::AfterFirstChunk).await;
+}
+
+async fn run_client_interrupted(app: &TestApp, program: &str, script: &str, protocol: &str, how: Interruption) {
     let dir = tempfile::tempdir().unwrap();
     let files = write_files(dir.path());
     let mut args: Vec<String> = vec![
@@ -33,8 +47,12 @@ async fn run_client(app: &TestApp, program: &str, script: &str, protocol: &str) 
         CHUNK.to_string(),
     ];
     for (i, (path, _)) in files.iter().enumerate() {
-        // The largest file is interrupted after one chunk and resumed.
-        let resume = if i == files.len() - 1 { "resume:" } else { "" };
+        // The largest file is interrupted and resumed.
+        let resume = match (i == files.len() - 1, how) {
+            (false, _) => "",
+            (true, Interruption::AfterFirstChunk) => "resume:",
+            (true, Interruption::HalfOpen) => "stall:",
+        };
         args.push(format!("{resume}{}", path.display()));
     }
     let output = tokio::task::spawn_blocking({
@@ -61,6 +79,11 @@ async fn run_client(app: &TestApp, program: &str, script: &str, protocol: &str) 
     }
     let resumed = uploads.last().unwrap()["resumed_from"].as_u64().unwrap();
     assert!(resumed > 0 && resumed < files.last().unwrap().1.len() as u64, "{script} resumed from {resumed}");
+    if how == Interruption::HalfOpen {
+        // Past the first chunk, mid-way through the second: the stalled request's bytes were
+        // kept, which only its end (the cut) commits.
+        assert!(resumed > CHUNK as u64 && resumed < 2 * CHUNK as u64, "{script} resumed from {resumed}");
+    }
     assert_eq!(app.count_uploads(), files.len() as i64, "{script}: one upload per file, none from the resume");
 }
 
@@ -83,6 +106,18 @@ async fn tus_js_client_uploads_and_resumes_over_the_ietf_draft(backend: Backend)
     }
 }
 on_every_backend!(tus_js_client_uploads_and_resumes_over_the_ietf_draft);
+
+/// tus-js-client over a connection that goes silent mid-chunk, its server side left open (a
+/// phone changing networks): the app gives up on the request and resumes at once, over tus
+/// and over the draft. With the stalled request held until `server.body_idle_timeout_secs`,
+/// the resumed PATCH met 423s past the client's retries.
+async fn tus_js_client_resumes_past_a_half_open_connection(backend: Backend) {
+    for protocol in ["tus-v1", "ietf-draft-05"] {
+        let app = spawn_app(backend).await;
+        run_client_interrupted(&app, "node", "tus_js_client.mjs", protocol, Interruption::HalfOpen).await;
+    }
+}
+on_every_backend!(tus_js_client_resumes_past_a_half_open_connection);
 
 async fn tuspy_uploads_and_resumes_with_checksums(backend: Backend) {
     let app = spawn_app(backend).await;

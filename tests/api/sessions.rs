@@ -24,8 +24,9 @@ fn slow_patch(
     (tx, tokio::spawn(async move { request.send().await.expect("slow PATCH") }))
 }
 
+/// With `uploads.cut_abandoned_requests` off, a second PATCH waits behind the first.
 async fn concurrent_patches_never_interleave(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, |s| s.uploads.cut_abandoned_requests = false).await;
     let url = app.create_upload(8).await;
     let other = app.create_upload(3).await;
     let (tx, first) = slow_patch(&app, &url, 0, 4);
@@ -44,6 +45,56 @@ async fn concurrent_patches_never_interleave(backend: Backend) {
     assert_eq!(app.download_bytes(&url).await, b"abcdefgh");
 }
 on_every_backend!(concurrent_patches_never_interleave);
+
+/// A tus client resuming after losing its PATCH (a phone changing networks leaves the server a
+/// half-open connection that streams nothing until `server.body_idle_timeout_secs`) does not
+/// wait that out behind 423s, which tus-js-client's retries (0, 1, 3 and 5 s) would not
+/// outlast: its HEAD cuts the stalled request, which commits what arrived, and reports that
+/// offset; the PATCH from there lands at once. A PATCH sent without a HEAD cuts it too and
+/// then meets the offset the cut request committed.
+async fn a_resuming_tus_client_cuts_the_request_it_gave_up_on(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let data = bytes(300_000, 47);
+    let url = app.create_upload(data.len() as u64).await;
+    let (tx, lost) = slow_patch(&app, &url, 0, data.len() as u64);
+    tx.send(data[..100_000].to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let head = app.tus(Method::HEAD, &url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(crate::helpers::header_u64(head.headers(), "Upload-Offset"), 100_000, "the cut request's bytes");
+    // Were its client still there, the cut request tells it where it got to.
+    let lost = tokio::time::timeout(Duration::from_secs(5), lost).await.expect("the cut request's answer").unwrap();
+    assert_eq!(lost.status(), 204);
+    assert_eq!(crate::helpers::header_u64(lost.headers(), "Upload-Offset"), 100_000);
+
+    let (tx_again, lost_again) = slow_patch(&app, &url, 100_000, 200_000);
+    tx_again.send(data[100_000..150_000].to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stale = app.patch(&url, 100_000, &data[100_000..]).await;
+    assert_eq!(stale.status(), 409, "the cut request committed 50,000 bytes first");
+    assert_eq!(crate::helpers::header_u64(stale.headers(), "Upload-Offset"), 150_000);
+    assert_eq!(app.patch(&url, 150_000, &data[150_000..]).await.status(), 204);
+    assert_eq!(app.download_bytes(&url).await, data);
+    drop((tx, tx_again));
+    lost_again.abort();
+}
+on_every_backend!(a_resuming_tus_client_cuts_the_request_it_gave_up_on);
+
+/// tus termination does not wait behind a request still streaming in (tus-js-client's
+/// `abort(true)` sends its DELETE right after dropping its PATCH): it cuts it and answers 204.
+#[actix_rt::test]
+async fn termination_cuts_a_request_still_streaming() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let url = app.create_upload(1000).await;
+    let (tx, lost) = slow_patch(&app, &url, 0, 1000);
+    tx.send(vec![7; 10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.tus(Method::DELETE, &url).send().await.unwrap().status(), 204);
+    assert_eq!(app.tus(Method::HEAD, &url).send().await.unwrap().status(), 410);
+    drop(tx);
+    lost.abort();
+}
 
 async fn a_client_that_disconnects_mid_body_keeps_what_arrived(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -166,7 +217,12 @@ async fn sessions_stop_within_4s(app: &TestApp) -> bool {
 }
 
 async fn an_idle_session_stops_and_is_rebuilt_from_the_database(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.uploads.session_idle_secs = 1).await;
+    let app = spawn_app_with(backend, |s| {
+        s.uploads.session_idle_secs = 1;
+        // The abandoned job is a PATCH that gave up waiting behind another.
+        s.uploads.cut_abandoned_requests = false;
+    })
+    .await;
     let url = app.create_upload(6).await;
     assert_eq!(app.patch(&url, 0, b"abc").await.status(), 204);
     assert_eq!(app.state.sessions.live_sessions(), 1);
@@ -182,7 +238,12 @@ on_every_backend!(an_idle_session_stops_and_is_rebuilt_from_the_database);
 /// still be counted out, or the session would never idle out; and requests that arrive just
 /// as a session idles out must each find a session that runs them.
 async fn sessions_idle_out_after_abandoned_jobs_and_never_drop_a_request(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.uploads.session_idle_secs = 1).await;
+    let app = spawn_app_with(backend, |s| {
+        s.uploads.session_idle_secs = 1;
+        // The abandoned job is a PATCH that gave up waiting behind another.
+        s.uploads.cut_abandoned_requests = false;
+    })
+    .await;
     let url = app.create_upload(1000).await;
     let (tx, first) = slow_patch(&app, &url, 0, 2);
     tx.send(b"a".to_vec()).await.unwrap();

@@ -79,8 +79,9 @@ fn interop_version() -> ParameterBuilder {
         .description(Some(
             "The request speaks the IETF resumable-upload draft at this interop version instead of tus \
              (Tus-Resumable is then not needed). On HTTP/1.1 (plain or TLS) a creation is answered first by \
-             104 Upload Resumption Supported with Location, this version and Upload-Limit. A draft HEAD, \
-             PATCH or DELETE first cuts any earlier request still streaming into the upload (its bytes are kept).",
+             104 Upload Resumption Supported with Location, this version and Upload-Limit. As with tus, a \
+             HEAD, PATCH or DELETE first cuts any earlier request still streaming into the upload (its bytes \
+             are kept).",
         ))
         .schema(Some(versions))
 }

@@ -26,14 +26,12 @@ pub mod problem;
 use actix_web::HttpRequest;
 use chrono::Utc;
 
-use std::sync::Arc;
-
 use crate::auth::Caller;
 use crate::db::models::{StoredResponse, UploadRow, UploadState};
 use crate::domain::UploadId;
 use crate::error::ApiError;
 use crate::http::body::{append_body, append_to_end};
-use crate::http::tus::owned_live_upload;
+use crate::http::tus::settled_upload;
 use crate::listener::InterimSender;
 use crate::session::AppendSpec;
 use crate::state::AppState;
@@ -147,17 +145,6 @@ pub async fn append(
     payload: actix_web::web::Payload,
 ) -> Result<StoredResponse, ApiError> {
     append::run(state, req, caller, path, version, payload).await.or_else(|err| draft_error(version, state, err))
-}
-
-/// The caller's live upload, after cutting any request still streaming into it (the
-/// draft's answer to a client resuming while the server holds the request it lost): read
-/// again only if one was cut, since that one's commit moved it.
-async fn settled_upload(state: &AppState, caller: &Caller, id: &UploadId) -> Result<Arc<UploadRow>, ApiError> {
-    let row = owned_live_upload(state, caller, id).await?;
-    if state.sessions.interrupt(id).await {
-        return owned_live_upload(state, caller, id).await;
-    }
-    Ok(row)
 }
 
 /// Where a draft request's body goes and what it says of the upload.

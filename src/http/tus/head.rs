@@ -1,6 +1,6 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{expires_header, owned_live_upload, require_tus, FILES_PATH};
+use super::{expires_header, owned_live_upload, require_tus, settled_upload, FILES_PATH};
 use crate::auth::Caller;
 use crate::db::models::UploadRow;
 use crate::domain::UploadId;
@@ -8,7 +8,8 @@ use crate::error::ApiError;
 use crate::http::resumable::{self, InteropVersion};
 use crate::state::AppState;
 
-/// The upload's offset, length and metadata.
+/// The upload's offset, length and metadata. A request still streaming into the upload is cut
+/// first (a client asks for the offset when it resumes), so the offset includes its bytes.
 #[utoipa::path(head, path = "/files/{id}", tag = "tus", security(("bearer" = [])),
     params(("id" = String, Path, description = "32 hex digits"), ("Tus-Resumable" = String, Header)),
     responses(
@@ -27,7 +28,9 @@ pub async fn head(
     }
     require_tus(&req)?;
     let id = UploadId::parse(&path)?;
-    let row = owned_live_upload(&state, &caller, &id).await?;
+    // A client asks for the offset when it resumes: a request of its still streaming into
+    // the upload is one it gave up on.
+    let row = settled_upload(&state, &caller, &id).await?;
     let mut response = HttpResponse::Ok();
     response.insert_header(("Cache-Control", "no-store"));
     response.insert_header(("Upload-Offset", row.offset().to_string()));
@@ -57,7 +60,7 @@ fn concat_header(row: &UploadRow) -> Option<String> {
 }
 
 /// tus termination (and the draft's cancellation): the bytes go, the row stays as a
-/// tombstone answering 410.
+/// tombstone answering 410. A request still streaming into the upload is cut first.
 #[utoipa::path(delete, path = "/files/{id}", tag = "tus", security(("bearer" = [])),
     params(("id" = String, Path), ("Tus-Resumable" = String, Header)),
     responses((status = 204, description = "Terminated"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"), (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"))
@@ -74,10 +77,9 @@ pub async fn terminate(
     }
     let id = UploadId::parse(&path)?;
     owned_live_upload(&state, &caller, &id).await?;
-    if draft {
-        // The draft: cancellation ends the requests still streaming into the upload.
-        state.sessions.interrupt(&id).await;
-    }
+    // Termination ends the requests still streaming into the upload instead of waiting behind
+    // them.
+    state.sessions.interrupt(&id).await;
     state.sessions.terminate(&id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

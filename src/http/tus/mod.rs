@@ -64,6 +64,17 @@ pub async fn owned_live_upload(state: &AppState, caller: &Caller, id: &UploadId)
     Ok(row)
 }
 
+/// The caller's live upload, after cutting any request still streaming into it (see
+/// `SessionRegistry::interrupt`: a client resuming while the server still holds the request
+/// it lost): read again only if one was cut, since that one's commit moved it.
+pub async fn settled_upload(state: &AppState, caller: &Caller, id: &UploadId) -> Result<Arc<UploadRow>, ApiError> {
+    let row = owned_live_upload(state, caller, id).await?;
+    if state.sessions.interrupt(id).await {
+        return owned_live_upload(state, caller, id).await;
+    }
+    Ok(row)
+}
+
 /// Rejects uploads that are gone.
 pub fn ensure_live(row: &UploadRow) -> Result<(), ApiError> {
     match row.state() {

@@ -12,7 +12,9 @@ use crate::http::resumable::{self, InteropVersion};
 use crate::session::AppendSpec;
 use crate::state::AppState;
 
-/// Appends a chunk at `Upload-Offset`.
+/// Appends a chunk at `Upload-Offset`. A request of the caller's still streaming into the
+/// upload is one it gave up on: it is cut first (its bytes are kept and committed), and this
+/// offset is checked against what it reached.
 #[utoipa::path(patch, path = "/files/{id}", tag = "tus", security(("bearer" = [])),
     params(
         ("id" = String, Path), ("Tus-Resumable" = String, Header),
@@ -24,7 +26,7 @@ use crate::state::AppState;
     responses(
         (status = 204, description = "Kept and durable", headers(("Upload-Offset" = u64))),
         (status = 409, body = crate::error::ErrorBody, description = "offset_mismatch"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"),
-        (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"), (status = 413, body = crate::error::ErrorBody, description = "exceeds_upload_length: past the declared length"), (status = 415, body = crate::error::ErrorBody, description = "Unsupported media type"), (status = 423, body = crate::error::ErrorBody, description = "Another request is writing this upload"),
+        (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"), (status = 413, body = crate::error::ErrorBody, description = "exceeds_upload_length: past the declared length"), (status = 415, body = crate::error::ErrorBody, description = "Unsupported media type"), (status = 423, body = crate::error::ErrorBody, description = "Another request is writing this upload (on another node, or with uploads.cut_abandoned_requests off)"),
         (status = 429, body = crate::error::ErrorBody, description = "Rate limit or quota (Retry-After, RateLimit-*)"), (status = 460, body = crate::error::ErrorBody, description = "checksum_mismatch"),
         (status = 503, body = crate::error::ErrorBody, description = "Database or store unavailable (Retry-After)"),
     )
@@ -68,6 +70,9 @@ async fn run(
     if row.is_final_concat() {
         return Err(ApiError::PatchOnFinal);
     }
+    // One client writes an upload at a time: a request of its still streaming in is one it
+    // gave up on. Cut, it commits what arrived, and this append's offset is checked against that.
+    state.sessions.interrupt(&id).await;
     let row = append_body(state, &id, spec, req, payload).await?;
     let mut headers = vec![("Upload-Offset".to_owned(), row.offset().to_string())];
     headers.extend(expires_header(&row));
