@@ -1,8 +1,10 @@
 //! `Idempotency-Key` (draft-ietf-httpapi-idempotency-key-header): the first response to a
 //! key is stored and replayed to retries of the same request; a different request with the
-//! key gets 422, a retry while the first still runs gets 409. Keys are per caller.
+//! key gets 422, a retry while the first still runs gets 409, except a retried append, which
+//! cuts the first (see [`idempotent_append`]). Keys are per caller.
 
 use std::future::Future;
+use std::time::Duration;
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -11,8 +13,11 @@ use sha2::{Digest, Sha256};
 use crate::auth::Caller;
 use crate::db::idempotency::{self, Begin};
 use crate::db::models::StoredResponse;
+use crate::db::DbError;
+use crate::domain::UploadId;
 use crate::error::ApiError;
 use crate::http::headers;
+use crate::http::tus::owned_live_upload;
 use crate::state::AppState;
 
 /// Headers that make two requests "the same request" for replay purposes.
@@ -97,6 +102,76 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<StoredResponse, ApiError>>,
 {
+    idempotent_cutting(state, req, caller, None, run).await
+}
+
+/// [`idempotent`] for an append to the upload at `path`. A client retries an append once it
+/// gave up on the first try, which a half-open connection can keep running on the server until
+/// `server.body_idle_timeout_secs`: rather than 409 until then, the retry cuts it, as any new
+/// request of the upload's owner does (`uploads.cut_abandoned_requests`), and answers with its
+/// stored response, which gives the offset the cut request reached.
+pub async fn idempotent_append<F, Fut>(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: &Caller,
+    path: &str,
+    run: F,
+) -> HttpResponse
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<StoredResponse, ApiError>>,
+{
+    idempotent_cutting(state, req, caller, UploadId::parse(path).ok(), run).await
+}
+
+/// How often a retry that cut the first request looks for the response it stored.
+const STORED_POLL: Duration = Duration::from_millis(10);
+
+/// One request's claim on an idempotency key.
+struct KeyClaim {
+    scope: String,
+    key: String,
+    fingerprint: String,
+    expires_at: chrono::NaiveDateTime,
+}
+
+impl KeyClaim {
+    async fn begin(&self, state: &AppState) -> Result<Begin, DbError> {
+        let KeyClaim { scope, key, fingerprint, expires_at } = self;
+        let (scope, key, fingerprint, expires_at) = (scope.clone(), key.clone(), fingerprint.clone(), *expires_at);
+        state.repo.run(move |conn| idempotency::begin(conn, &scope, &key, &fingerprint, expires_at)).await
+    }
+
+    /// Cuts what the caller still streams into upload `id`, then waits (up to
+    /// `uploads.lock_wait_ms`) until the first request with this key has stored its answer
+    /// or given the key up; still in flight if nothing was cut.
+    async fn begin_after_cut(&self, state: &AppState, caller: &Caller, id: &UploadId) -> Result<Begin, DbError> {
+        if owned_live_upload(state, caller, id).await.is_err() || !state.sessions.interrupt(id).await {
+            return Ok(Begin::InFlight);
+        }
+        // The cut request stores its answer just after its session has settled it.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(state.settings.uploads.lock_wait_ms);
+        loop {
+            let begun = self.begin(state).await?;
+            if !matches!(begun, Begin::InFlight) || tokio::time::Instant::now() >= deadline {
+                return Ok(begun);
+            }
+            tokio::time::sleep(STORED_POLL).await;
+        }
+    }
+}
+
+async fn idempotent_cutting<F, Fut>(
+    state: &AppState,
+    req: &HttpRequest,
+    caller: &Caller,
+    cut: Option<UploadId>,
+    run: F,
+) -> HttpResponse
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<StoredResponse, ApiError>>,
+{
     let raw_key = match headers::optional(req, "Idempotency-Key") {
         Ok(raw) => raw,
         Err(err) => return err.to_stored().into_response(),
@@ -108,12 +183,18 @@ where
         Ok(key) => key,
         Err(err) => return err.to_stored().into_response(),
     };
-    let scope = caller.subject.clone();
-    let print = fingerprint(req);
     let ttl = chrono::Duration::seconds(i64::try_from(state.settings.idempotency.ttl_secs).unwrap_or(86400));
-    let expires_at = (Utc::now() + ttl).naive_utc();
-    let (s, k) = (scope.clone(), key.clone());
-    let begun = state.repo.run(move |conn| idempotency::begin(conn, &s, &k, &print, expires_at)).await;
+    let claim = KeyClaim {
+        scope: caller.subject.clone(),
+        key,
+        fingerprint: fingerprint(req),
+        expires_at: (Utc::now() + ttl).naive_utc(),
+    };
+    let begun = match (claim.begin(state).await, &cut) {
+        (Ok(Begin::InFlight), Some(id)) => claim.begin_after_cut(state, caller, id).await,
+        (begun, _) => begun,
+    };
+    let KeyClaim { scope, key, .. } = claim;
     match begun {
         Err(err) => return log_failure(state, req, &ApiError::from(err)).into_response(),
         Ok(Begin::Replay(stored)) => {

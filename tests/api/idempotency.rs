@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::helpers::{error_code, header_u64, location, spawn_app, Backend};
+use crate::helpers::{bytes, error_code, hand_fed_body, header_u64, location, spawn_app, spawn_app_with, Backend};
 use crate::on_every_backend;
 
 async fn a_retried_creation_returns_the_first_upload(backend: Backend) {
@@ -54,8 +54,9 @@ async fn a_retried_patch_replays_and_changes_nothing(backend: Backend) {
 }
 on_every_backend!(a_retried_patch_replays_and_changes_nothing);
 
+/// With `uploads.cut_abandoned_requests` off (a retried append otherwise cuts the first, below).
 async fn a_retry_while_the_first_runs_gets_409(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, |s| s.uploads.cut_abandoned_requests = false).await;
     let url = app.create_upload(10).await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let body =
@@ -81,3 +82,31 @@ async fn a_retry_while_the_first_runs_gets_409(backend: Backend) {
     assert_eq!(app.offset(&url).await, 4);
 }
 on_every_backend!(a_retry_while_the_first_runs_gets_409);
+
+/// A client retries an append once it gave up on the first try, whose connection the server
+/// may still hold half-open: the retry cuts it and gets its answer, which says how far it got,
+/// instead of 409 until the dead body idles out. The client goes on from there.
+async fn a_retried_append_cuts_the_first_try_and_replays_its_answer(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let data = bytes(300_000, 48);
+    let url = app.create_upload(data.len() as u64).await;
+    let (tx, body) = hand_fed_body();
+    let first = app
+        .patch_request(&url, 0, body)
+        .header("Idempotency-Key", "try")
+        .header("Content-Length", data.len().to_string())
+        .send();
+    let first = tokio::spawn(first);
+    tx.send(data[..100_000].to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let retry = app.patch_request(&url, 0, data.clone()).header("Idempotency-Key", "try").send().await.unwrap();
+    assert_eq!(retry.status(), 204);
+    assert_eq!(retry.headers().get("Idempotent-Replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    assert_eq!(header_u64(retry.headers(), "Upload-Offset"), 100_000, "how far the first try got");
+    assert_eq!(app.patch(&url, 100_000, &data[100_000..]).await.status(), 204);
+    assert_eq!(app.download_bytes(&url).await, data);
+    drop(tx);
+    first.abort();
+}
+on_every_backend!(a_retried_append_cuts_the_first_try_and_replays_its_answer);

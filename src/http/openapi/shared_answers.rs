@@ -123,7 +123,8 @@ fn complete(path: &str, method: &str, operation: &mut Operation) {
         answer(
             operation,
             "409",
-            "idempotency_request_in_flight: the first request with this key is still running",
+            "idempotency_request_in_flight: the first request with this key is still running (a retried PATCH cuts \
+             it instead and replays its answer)",
             body,
         );
         answer(operation, "422", "idempotency_key_reused: the key was used with a different request", body);

@@ -7,7 +7,7 @@ use crate::domain::{parse_non_negative, Checksum, UploadId};
 use crate::error::ApiError;
 use crate::http::body::append_body;
 use crate::http::headers;
-use crate::http::idempotency::idempotent;
+use crate::http::idempotency::idempotent_append;
 use crate::http::resumable::{self, InteropVersion};
 use crate::session::AppendSpec;
 use crate::state::AppState;
@@ -40,10 +40,14 @@ pub async fn patch(
 ) -> HttpResponse {
     match InteropVersion::of(&req) {
         Ok(Some(version)) => {
-            idempotent(&state, &req, &caller, || resumable::append(&state, &req, &caller, &path, version, payload))
-                .await
+            idempotent_append(&state, &req, &caller, &path, || {
+                resumable::append(&state, &req, &caller, &path, version, payload)
+            })
+            .await
         }
-        Ok(None) => idempotent(&state, &req, &caller, || run(&state, &req, &caller, &path, payload)).await,
+        Ok(None) => {
+            idempotent_append(&state, &req, &caller, &path, || run(&state, &req, &caller, &path, payload)).await
+        }
         Err(err) => err.to_stored().into_response(),
     }
 }
