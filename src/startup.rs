@@ -27,7 +27,7 @@ use crate::http::{browser, limits, routes};
 use crate::limits::RateLimits;
 use crate::listener::{InterimIo, InterimSender, ReadGate};
 use crate::metrics::Metrics;
-use crate::session::{run_janitor_loop, sessions_runtime, SessionRegistry, SweepPolicy};
+use crate::session::{run_janitor_loop, run_release_listener, sessions_runtime, SessionRegistry, SweepPolicy};
 use crate::state::AppState;
 use crate::store::{DiskStore, S3Store, Store, StoreBackend};
 use crate::telemetry;
@@ -120,6 +120,10 @@ impl Application {
             metrics: metrics.clone(),
             shutting_down: Default::default(),
         });
+        // Replicas over one PostgreSQL hand uploads to each other (see `db::lease_release`).
+        if state.repo.backend() == crate::db::Backend::Postgres {
+            sessions_arbiter.spawn(run_release_listener(settings.database_url(), state.sessions.clone(), log.clone()));
+        }
         sessions_arbiter.spawn(run_janitor_loop(
             repo,
             store,

@@ -5,6 +5,7 @@ pub mod admin;
 mod connection;
 mod group_commit;
 pub mod idempotency;
+pub mod lease_release;
 pub mod models;
 mod offset_update;
 pub mod reconcile;

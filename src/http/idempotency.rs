@@ -146,7 +146,8 @@ impl KeyClaim {
     /// `uploads.lock_wait_ms`) until the first request with this key has stored its answer
     /// or given the key up; still in flight if nothing was cut.
     async fn begin_after_cut(&self, state: &AppState, caller: &Caller, id: &UploadId) -> Result<Begin, DbError> {
-        if owned_live_upload(state, caller, id).await.is_err() || !state.sessions.interrupt(id).await {
+        let Ok(row) = owned_live_upload(state, caller, id).await else { return Ok(Begin::InFlight) };
+        if !state.sessions.interrupt(id, &row).await {
             return Ok(Begin::InFlight);
         }
         // The cut request stores its answer just after its session has settled it.

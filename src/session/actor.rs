@@ -26,15 +26,31 @@ pub struct UploadSession {
     /// Jobs sent to this session and not yet finished, shared with the registry (which
     /// counts them in as it sends them).
     jobs: Arc<Pending>,
+    /// Another node asked for this upload: stop (releasing the lease) once no job is left.
+    release_asked: bool,
 }
 
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Submit(pub Job);
 
+/// Another node asks for the upload (see `SessionRegistry::release`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Release;
+
 impl UploadSession {
     pub fn new(id: UploadId, deps: Arc<SessionDeps>, jobs: Arc<Pending>) -> Self {
-        UploadSession { id, deps, queue: VecDeque::new(), busy: false, lease: None, last_active: Instant::now(), jobs }
+        UploadSession {
+            id,
+            deps,
+            queue: VecDeque::new(),
+            busy: false,
+            lease: None,
+            last_active: Instant::now(),
+            jobs,
+            release_asked: false,
+        }
     }
 
     fn job_finished(&self) {
@@ -77,8 +93,20 @@ impl UploadSession {
                 act.job_finished();
                 let _ = done.send(result);
                 act.start_next(ctx);
+                act.stop_if_released(ctx);
             }));
             return;
+        }
+    }
+
+    /// Stops, giving the lease up, if another node asked for the upload and no job is left.
+    fn stop_if_released(&mut self, ctx: &mut Context<Self>) {
+        if !self.release_asked || self.busy || !self.queue.is_empty() {
+            return;
+        }
+        // Not while a job is on its way: it would be dropped unstarted.
+        if self.deps.retire_if_idle(&self.id, &ctx.address()) {
+            ctx.stop();
         }
     }
 
@@ -124,6 +152,15 @@ impl Actor for UploadSession {
                 let _ = repo.run(move |conn| uploads::release_lease(conn, &id, lease.token)).await;
             });
         }
+    }
+}
+
+impl Handler<Release> for UploadSession {
+    type Result = ();
+
+    fn handle(&mut self, _: Release, ctx: &mut Self::Context) {
+        self.release_asked = true;
+        self.stop_if_released(ctx);
     }
 }
 

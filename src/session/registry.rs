@@ -5,18 +5,21 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::{oneshot, watch};
 
-use super::actor::{Submit, UploadSession};
+use super::actor::{Release, Submit, UploadSession};
 use super::append::{AppendRequest, AppendSpec};
 use super::job::{Job, JobKind};
 use super::pending::Pending;
 use crate::cache::UploadCache;
 use crate::config::Settings;
 use crate::db::models::UploadRow;
-use crate::db::Repo;
+use crate::db::{lease_release, uploads, Repo};
 use crate::domain::UploadId;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::store::{body_channel, BodyBudget, BodySender, Store};
+
+/// How often a request waiting for another node to let an upload's lease go looks again.
+const HAND_OVER_POLL: Duration = Duration::from_millis(10);
 
 /// What every session needs; shared by all of them.
 pub struct SessionDeps {
@@ -198,29 +201,80 @@ impl SessionRegistry {
         }
     }
 
-    /// Cuts the body that earlier requests are streaming into `id` (what arrived is kept and
-    /// committed, as when a client goes away) and waits, up to `uploads.lock_wait_ms`, until
-    /// the session has settled them. This is what the IETF draft recommends, and tusd 2 does,
-    /// when a client resumes while the server still holds the request it lost (a phone that
-    /// changed networks leaves a half-open connection): without it, the new request would wait
-    /// out the dead one's body (`server.body_idle_timeout_secs`) behind 423s. Off with
-    /// `uploads.cut_abandoned_requests`. Returns whether anything was running (and so whether
-    /// the upload may have moved).
-    pub async fn interrupt(&self, id: &UploadId) -> bool {
+    /// Cuts the body that earlier requests are streaming into upload `row` (what arrived is
+    /// kept and committed, as when a client goes away) and waits, up to
+    /// `uploads.lock_wait_ms`, until the session has settled them. This is what the IETF draft
+    /// recommends, and tusd 2 does, when a client resumes while the server still holds the
+    /// request it lost (a phone that changed networks leaves a half-open connection): without
+    /// it, the new request would wait out the dead one's body (`server.body_idle_timeout_secs`)
+    /// behind 423s. When another node holds the upload's lease, it is asked to do the same
+    /// and let the lease go (see [`SessionRegistry::hand_over`]). Off with
+    /// `uploads.cut_abandoned_requests`. Returns whether anything was running or held
+    /// elsewhere (and so whether the upload may have moved).
+    pub async fn interrupt(&self, id: &UploadId, row: &UploadRow) -> bool {
         if !self.deps.settings.uploads.cut_abandoned_requests {
             return false;
         }
         let jobs = {
             let Ok(sessions) = self.deps.sessions.lock() else { return false };
-            let Some(entry) = sessions.get(id).filter(|entry| entry.jobs.pending() > 0) else {
-                return false;
-            };
-            entry.cut.send_modify(|generation| *generation = generation.wrapping_add(1));
-            entry.jobs.clone()
+            match sessions.get(id) {
+                Some(entry) if entry.jobs.pending() > 0 => {
+                    entry.cut.send_modify(|generation| *generation = generation.wrapping_add(1));
+                    Some(entry.jobs.clone())
+                }
+                // Ours and idle: nothing to cut, and the lease is this node's.
+                Some(_) => return false,
+                None => None,
+            }
         };
+        let Some(jobs) = jobs else { return self.hand_over(id, row).await };
         // The session counts a job out once its commit is done and cached, just before answering.
         jobs.settled_within(Duration::from_millis(self.deps.settings.uploads.lock_wait_ms)).await;
         true
+    }
+
+    /// Upload `row` leased by another node (replicas over one PostgreSQL): asks that node to
+    /// cut what it streams into the upload and let the lease go (`db::lease_release`), then
+    /// waits, up to `uploads.lock_wait_ms`, until the lease is free. Without this, a client
+    /// whose next request reached another replica met 423 until the holder's session idled
+    /// out (`uploads.session_idle_secs`), after the dead request's body had (60 s each).
+    async fn hand_over(&self, id: &UploadId, row: &UploadRow) -> bool {
+        if !self.leased_elsewhere(row) {
+            return false;
+        }
+        let key = id.to_string();
+        if self.deps.repo.run(move |conn| lease_release::request(conn, &key)).await.is_err() {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.deps.settings.uploads.lock_wait_ms);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(HAND_OVER_POLL).await;
+            let key = id.to_string();
+            match self.deps.repo.read_by_key(move |conn| uploads::find(conn, &key)).await {
+                Ok(Some(row)) if self.leased_elsewhere(&row) => continue,
+                _ => break,
+            }
+        }
+        true
+    }
+
+    fn leased_elsewhere(&self, row: &UploadRow) -> bool {
+        let now = chrono::Utc::now().naive_utc();
+        row.lease_owner.as_deref().is_some_and(|owner| owner != self.deps.node_id)
+            && row.lease_expires_at.is_some_and(|until| until > now)
+    }
+
+    /// Another node asked for upload `id` (`db::lease_release`): if a session here holds it,
+    /// cut what streams into it and have the session stop, giving the lease up, once its
+    /// jobs are done. Called from the thread that listens for those requests.
+    pub fn release(&self, id: &UploadId) {
+        let Ok(sessions) = self.deps.sessions.lock() else { return };
+        if let Some(entry) = sessions.get(id) {
+            if entry.jobs.pending() > 0 {
+                entry.cut.send_modify(|generation| *generation = generation.wrapping_add(1));
+            }
+            entry.addr.do_send(Release);
+        }
     }
 
     /// Waits (bounded) until no job is running: used at shutdown after the HTTP workers

@@ -22,6 +22,7 @@ mod limits;
 mod logs;
 mod openapi;
 mod reconcile;
+mod replicas;
 mod resumable;
 mod s3;
 mod schemathesis;

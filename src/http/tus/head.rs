@@ -76,10 +76,10 @@ pub async fn terminate(
         require_tus(&req)?;
     }
     let id = UploadId::parse(&path)?;
-    owned_live_upload(&state, &caller, &id).await?;
+    let row = owned_live_upload(&state, &caller, &id).await?;
     // Termination ends the requests still streaming into the upload instead of waiting behind
     // them.
-    state.sessions.interrupt(&id).await;
+    state.sessions.interrupt(&id, &row).await;
     state.sessions.terminate(&id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

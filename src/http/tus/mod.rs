@@ -69,7 +69,7 @@ pub async fn owned_live_upload(state: &AppState, caller: &Caller, id: &UploadId)
 /// it lost): read again only if one was cut, since that one's commit moved it.
 pub async fn settled_upload(state: &AppState, caller: &Caller, id: &UploadId) -> Result<Arc<UploadRow>, ApiError> {
     let row = owned_live_upload(state, caller, id).await?;
-    if state.sessions.interrupt(id).await {
+    if state.sessions.interrupt(id, &row).await {
         return owned_live_upload(state, caller, id).await;
     }
     Ok(row)

@@ -76,7 +76,7 @@ async fn run(
     }
     // One client writes an upload at a time: a request of its still streaming in is one it
     // gave up on. Cut, it commits what arrived, and this append's offset is checked against that.
-    state.sessions.interrupt(&id).await;
+    state.sessions.interrupt(&id, &row).await;
     let row = append_body(state, &id, spec, req, payload).await?;
     let mut headers = vec![("Upload-Offset".to_owned(), row.offset().to_string())];
     headers.extend(expires_header(&row));

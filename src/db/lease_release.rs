@@ -1,0 +1,50 @@
+//! Asking whichever node holds an upload's lease to let it go, over PostgreSQL's
+//! LISTEN/NOTIFY: replicas behind a load balancer share nothing else, and a client's next
+//! request (a resume after a network change above all) often reaches another replica than
+//! its last one. SQLite is one node: nothing to ask.
+
+use diesel::pg::PgConnection;
+use diesel::sql_types::Text;
+use diesel::{Connection, RunQueryDsl};
+
+use super::{DbConnection, DbError};
+
+/// The channel every node listens on; a notification's payload is an upload id.
+const CHANNEL: &str = "hoist_lease_release";
+
+/// Asks the nodes to let go of upload `id`'s lease (only its holder acts on it).
+pub fn request(conn: &mut DbConnection, id: &str) -> Result<(), DbError> {
+    if let DbConnection::Postgres(pg) = conn {
+        diesel::sql_query("SELECT pg_notify($1, $2)").bind::<Text, _>(CHANNEL).bind::<Text, _>(id).execute(pg)?;
+    }
+    Ok(())
+}
+
+/// A connection of its own that hears those requests.
+pub struct ReleaseListener {
+    conn: PgConnection,
+}
+
+impl ReleaseListener {
+    /// Connects to the PostgreSQL at `url` and listens.
+    pub fn connect(url: &str) -> Result<ReleaseListener, DbError> {
+        let mut conn = PgConnection::establish(url).map_err(|e| DbError::Unavailable(e.to_string()))?;
+        diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn)?;
+        Ok(ReleaseListener { conn })
+    }
+
+    /// The upload ids asked for since the last call, without waiting.
+    pub fn received(&mut self) -> Result<Vec<String>, DbError> {
+        let mut ids = Vec::new();
+        for notification in self.conn.notifications_iter() {
+            ids.push(notification?.payload);
+        }
+        Ok(ids)
+    }
+
+    /// A round trip, so that a connection the server dropped shows as an error.
+    pub fn check(&mut self) -> Result<(), DbError> {
+        diesel::sql_query("SELECT 1").execute(&mut self.conn)?;
+        Ok(())
+    }
+}

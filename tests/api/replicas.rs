@@ -1,0 +1,55 @@
+//! Replicas over one PostgreSQL and one bucket, with a client's requests reaching either (a
+//! load balancer spreads connections, and a phone that changed networks opens new ones): an
+//! upload moves to whichever node a request reaches, at once, instead of 423 until the other
+//! node's session idles out (`uploads.session_idle_secs`, 60 s); and a resume on another node
+//! cuts the request the first node still holds.
+
+use std::time::Duration;
+
+use reqwest::Method;
+
+use crate::helpers::{bytes, hand_fed_body, header_u64, spawn_app_with, Backend, TestApp};
+
+/// Two nodes of one deployment, with the default session idle time.
+async fn two_nodes() -> (TestApp, TestApp) {
+    let a = spawn_app_with(Backend::S3, |s| s.server.node_id = "node-a".to_owned()).await;
+    let b = a.spawn_node("node-b").await;
+    (a, b)
+}
+
+#[actix_rt::test]
+async fn an_upload_moves_to_the_node_each_request_reaches() {
+    let (a, b) = two_nodes().await;
+    let data = bytes(600_000, 50);
+    let url_a = a.create_upload(data.len() as u64).await;
+    let url_b = url_a.replace(&a.address, &b.address);
+    for (i, chunk) in data.chunks(100_000).enumerate() {
+        let (node, url, name) = if i % 2 == 0 { (&a, &url_a, "a") } else { (&b, &url_b, "b") };
+        let response = node.patch(url, (i * 100_000) as u64, chunk).await;
+        assert_eq!(response.status(), 204, "PATCH {i} on node {name}");
+    }
+    assert_eq!(b.download_bytes(&url_b).await, data);
+}
+
+#[actix_rt::test]
+async fn a_resume_on_another_node_cuts_the_request_the_first_still_holds() {
+    let (a, b) = two_nodes().await;
+    let data = bytes(300_000, 51);
+    let url_a = a.create_upload(data.len() as u64).await;
+    let url_b = url_a.replace(&a.address, &b.address);
+    let (tx, body) = hand_fed_body();
+    let lost = a.patch_request(&url_a, 0, body).header("Content-Length", data.len().to_string()).send();
+    let lost = tokio::spawn(lost);
+    tx.send(data[..100_000].to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The client comes back through another node: its HEAD has node a cut the stalled
+    // request, commit it and let the upload go.
+    let head = b.tus(Method::HEAD, &url_b).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(header_u64(head.headers(), "Upload-Offset"), 100_000, "the cut request's bytes");
+    assert_eq!(b.patch(&url_b, 100_000, &data[100_000..]).await.status(), 204);
+    assert_eq!(b.download_bytes(&url_b).await, data);
+    drop(tx);
+    lost.abort();
+}
