@@ -122,7 +122,11 @@ impl Application {
         });
         // Replicas over one PostgreSQL hand uploads to each other (see `db::lease_release`).
         if state.repo.backend() == crate::db::Backend::Postgres {
-            sessions_arbiter.spawn(run_release_listener(settings.database_url(), state.sessions.clone(), log.clone()));
+            sessions_arbiter.spawn(run_release_listener(
+                settings.database_listen_url(),
+                state.sessions.clone(),
+                log.clone(),
+            ));
         }
         sessions_arbiter.spawn(run_janitor_loop(
             repo,

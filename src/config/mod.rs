@@ -173,6 +173,11 @@ pub struct DatabaseSettings {
     /// never wait behind writers.
     pub read_pool_size: u32,
     pub connect_timeout_secs: u64,
+    /// PostgreSQL: where the connection that hears other replicas ask for an upload
+    /// (`LISTEN`) connects, when `url` goes through a pooler that cannot keep a session's
+    /// `LISTEN` (PgBouncer in transaction mode). Empty: `url`.
+    #[serde(default)]
+    pub listen_url: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -386,6 +391,14 @@ impl Settings {
     /// `hoist serve` works on a fresh checkout.
     pub fn profile_from_env() -> String {
         std::env::var("HOIST_ENV").unwrap_or_else(|_| "development".to_owned())
+    }
+
+    /// Where the replicas' hand-over listener connects (PostgreSQL).
+    pub fn database_listen_url(&self) -> String {
+        match self.database.listen_url.is_empty() {
+            true => self.database_url(),
+            false => self.database.listen_url.expose().to_owned(),
+        }
     }
 
     pub fn database_url(&self) -> String {

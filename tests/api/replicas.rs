@@ -53,3 +53,21 @@ async fn a_resume_on_another_node_cuts_the_request_the_first_still_holds() {
     drop(tx);
     lost.abort();
 }
+
+/// The holder hears requests on `database.listen_url` when it is set (a direct address
+/// beside a transaction pooler that drops LISTEN), not on `database.url`: pointed at a port
+/// where no PostgreSQL listens, node a never hears node b ask, and b's PATCH meets 423.
+#[actix_rt::test]
+async fn the_holder_listens_on_database_listen_url() {
+    let a = spawn_app_with(Backend::S3, |s| {
+        s.server.node_id = "node-a".to_owned();
+        let nowhere = format!("postgres://postgres@127.0.0.1:{}/nowhere", crate::binary::free_port());
+        s.database.listen_url = nowhere.into();
+    })
+    .await;
+    let b = a.spawn_node("node-b").await;
+    let url_a = a.create_upload(10).await;
+    let url_b = url_a.replace(&a.address, &b.address);
+    assert_eq!(a.patch(&url_a, 0, b"abcde").await.status(), 204);
+    assert_eq!(b.patch(&url_b, 5, b"fghij").await.status(), 423, "node a heard a request it cannot hear");
+}
