@@ -212,9 +212,10 @@ pub async fn show(
     }))
 }
 
-/// Terminates any upload.
+/// Terminates any upload, cutting a request still streaming into it.
 #[utoipa::path(delete, path = "/admin/uploads/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204, description = "Terminated"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"), (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated")))]
+    responses((status = 204, description = "Terminated"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"), (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"),
+        (status = 423, body = crate::error::ErrorBody, description = "upload_locked: a request still writes it (on a node that did not let it go, or with uploads.cut_abandoned_requests off)")))]
 pub async fn terminate(
     state: web::Data<AppState>,
     _admin: Admin,
@@ -223,6 +224,8 @@ pub async fn terminate(
     let id = UploadId::parse(&path)?;
     let row = state.load_upload(&id).await?;
     crate::http::tus::ensure_live(&row)?;
+    // As the owner's termination does: a body still streaming in is cut, not waited for.
+    state.sessions.interrupt(&id, &row).await;
     state.sessions.terminate(&id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

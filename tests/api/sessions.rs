@@ -83,14 +83,28 @@ on_every_backend!(a_resuming_tus_client_cuts_the_request_it_gave_up_on);
 
 /// tus termination does not wait behind a request still streaming in (tus-js-client's
 /// `abort(true)` sends its DELETE right after dropping its PATCH): it cuts it and answers 204.
+/// Nor does an admin's.
 #[actix_rt::test]
-async fn termination_cuts_a_request_still_streaming() {
+async fn terminations_cut_a_request_still_streaming() {
     let app = spawn_app(Backend::Sqlite).await;
     let url = app.create_upload(1000).await;
     let (tx, lost) = slow_patch(&app, &url, 0, 1000);
     tx.send(vec![7; 10]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.tus(Method::DELETE, &url).send().await.unwrap().status(), 204);
+    assert_eq!(app.tus(Method::HEAD, &url).send().await.unwrap().status(), 410);
+    drop(tx);
+    lost.abort();
+
+    // So does an admin's.
+    let url = app.create_upload(1000).await;
+    let (tx, lost) = slow_patch(&app, &url, 0, 1000);
+    tx.send(vec![7; 10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = url.rsplit('/').next().unwrap();
+    let terminated =
+        app.client.delete(format!("{}/admin/uploads/{id}", app.address)).bearer_auth(&app.admin).send().await.unwrap();
+    assert_eq!(terminated.status(), 204);
     assert_eq!(app.tus(Method::HEAD, &url).send().await.unwrap().status(), 410);
     drop(tx);
     lost.abort();

@@ -63,7 +63,8 @@ fn concat_header(row: &UploadRow) -> Option<String> {
 /// tombstone answering 410. A request still streaming into the upload is cut first.
 #[utoipa::path(delete, path = "/files/{id}", tag = "tus", security(("bearer" = [])),
     params(("id" = String, Path), ("Tus-Resumable" = String, Header)),
-    responses((status = 204, description = "Terminated"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"), (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"))
+    responses((status = 204, description = "Terminated"), (status = 404, body = crate::error::ErrorBody, description = "No such upload (or someone else's)"), (status = 410, body = crate::error::ErrorBody, description = "Expired or terminated"),
+        (status = 423, body = crate::error::ErrorBody, description = "upload_locked: a request still writes it (on a node that did not let it go, or with uploads.cut_abandoned_requests off)"))
 )]
 pub async fn terminate(
     state: web::Data<AppState>,
