@@ -266,7 +266,7 @@ impl SessionRegistry {
 
     /// Another node asked for upload `id` (`db::lease_release`): if a session here holds it,
     /// cut what streams into it and have the session stop, giving the lease up, once its
-    /// jobs are done. Called from the thread that listens for those requests.
+    /// jobs are done. Called by the task that listens for those requests.
     pub fn release(&self, id: &UploadId) {
         let Ok(sessions) = self.deps.sessions.lock() else { return };
         if let Some(entry) = sessions.get(id) {
