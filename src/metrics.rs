@@ -22,6 +22,8 @@ pub struct Metrics {
     pub writes_in_flight: IntGauge,
     pub body_buffer_bytes: IntGauge,
     pub body_budget_waits: IntCounter,
+    pub requests_cut: IntCounter,
+    pub lease_handovers: IntCounterVec,
     pub ready: IntGauge,
     pub db_connections: IntGaugeVec,
     pub rate_limited: IntCounterVec,
@@ -67,6 +69,15 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(1024.0, 4.0, 10)?),
         )?;
         registry.register(Box::new(patch_body_bytes.clone()))?;
+        let lease_handovers = IntCounterVec::new(
+            Opts::new(
+                "hoist_lease_handovers_total",
+                "Requests here for an upload another node held, by whether it let the upload go within \
+                 uploads.lock_wait_ms (released) or not (timed_out: that node is gone or unreachable)",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(lease_handovers.clone()))?;
         let db_connections = IntGaugeVec::new(
             Opts::new("hoist_db_pool_connections", "Database pool connections by pool and state"),
             &["pool", "state"],
@@ -132,6 +143,12 @@ impl Metrics {
                 "Request-body chunks that waited for room in server.body_buffer_mib, their connection unread \
                  meanwhile; a steady rise under load means the budget binds and writers store smaller batches",
             )?,
+            requests_cut: counter(
+                &registry,
+                "hoist_requests_cut_total",
+                "Requests still streaming into an upload that were cut (their bytes kept) because its owner \
+                 sent a new one: clients that gave up on them, a half-open connection left by a network change",
+            )?,
             live_sessions: gauge(&registry, "hoist_live_sessions", "Upload sessions alive in this process")?,
             writes_in_flight: gauge(&registry, "hoist_writes_in_flight", "Appends running now")?,
             ready: gauge(&registry, "hoist_ready", "1 if the last /health/ready check passed, else 0")?,
@@ -148,6 +165,7 @@ impl Metrics {
             db_pool_wait,
             db_pool_timeouts,
             db_commit_group_size,
+            lease_handovers,
         })
     }
 
@@ -179,6 +197,8 @@ impl Metrics {
             &self.db_commit_group_size,
             &self.body_buffer_bytes,
             &self.body_budget_waits,
+            &self.requests_cut,
+            &self.lease_handovers,
             &self.open_fds,
             &self.max_fds,
         ];

@@ -220,6 +220,7 @@ impl SessionRegistry {
             match sessions.get(id) {
                 Some(entry) if entry.jobs.pending() > 0 => {
                     entry.cut.send_modify(|generation| *generation = generation.wrapping_add(1));
+                    self.deps.metrics.requests_cut.inc();
                     Some(entry.jobs.clone())
                 }
                 // Ours and idle: nothing to cut, and the lease is this node's.
@@ -247,14 +248,21 @@ impl SessionRegistry {
             return false;
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.deps.settings.uploads.lock_wait_ms);
+        let mut outcome = "timed_out";
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(HAND_OVER_POLL).await;
             let key = id.to_string();
             match self.deps.repo.read_by_key(move |conn| uploads::find(conn, &key)).await {
+                // Still held, or the database did not answer this time: look again.
                 Ok(Some(row)) if self.leased_elsewhere(&row) => continue,
-                _ => break,
+                Err(_) => continue,
+                Ok(_) => {
+                    outcome = "released";
+                    break;
+                }
             }
         }
+        self.deps.metrics.lease_handovers.with_label_values(&[outcome]).inc();
         true
     }
 
@@ -272,6 +280,7 @@ impl SessionRegistry {
         if let Some(entry) = sessions.get(id) {
             if entry.jobs.pending() > 0 {
                 entry.cut.send_modify(|generation| *generation = generation.wrapping_add(1));
+                self.deps.metrics.requests_cut.inc();
             }
             entry.addr.do_send(Release);
         }

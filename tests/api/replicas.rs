@@ -29,6 +29,9 @@ async fn an_upload_moves_to_the_node_each_request_reaches() {
         assert_eq!(response.status(), 204, "PATCH {i} on node {name}");
     }
     assert_eq!(b.download_bytes(&url_b).await, data);
+    // Every PATCH after the first asked the other node for the upload, and got it.
+    let released = "hoist_lease_handovers_total{outcome=\"released\"}";
+    assert_eq!(a.metric(released).await + b.metric(released).await, 5.0);
 }
 
 #[actix_rt::test]
@@ -50,6 +53,7 @@ async fn a_resume_on_another_node_cuts_the_request_the_first_still_holds() {
     assert_eq!(header_u64(head.headers(), "Upload-Offset"), 100_000, "the cut request's bytes");
     assert_eq!(b.patch(&url_b, 100_000, &data[100_000..]).await.status(), 204);
     assert_eq!(b.download_bytes(&url_b).await, data);
+    assert_eq!(a.metric("hoist_requests_cut_total").await, 1.0, "node a cut its stalled request");
     drop(tx);
     lost.abort();
 }
@@ -70,4 +74,5 @@ async fn the_holder_listens_on_database_listen_url() {
     let url_b = url_a.replace(&a.address, &b.address);
     assert_eq!(a.patch(&url_a, 0, b"abcde").await.status(), 204);
     assert_eq!(b.patch(&url_b, 5, b"fghij").await.status(), 423, "node a heard a request it cannot hear");
+    assert_eq!(b.metric("hoist_lease_handovers_total{outcome=\"timed_out\"}").await, 1.0);
 }

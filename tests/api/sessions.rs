@@ -76,6 +76,7 @@ async fn a_resuming_tus_client_cuts_the_request_it_gave_up_on(backend: Backend) 
     assert_eq!(crate::helpers::header_u64(stale.headers(), "Upload-Offset"), 150_000);
     assert_eq!(app.patch(&url, 150_000, &data[150_000..]).await.status(), 204);
     assert_eq!(app.download_bytes(&url).await, data);
+    assert_eq!(app.metric("hoist_requests_cut_total").await, 2.0, "the HEAD's cut and the PATCH's");
     drop((tx, tx_again));
     lost_again.abort();
 }
