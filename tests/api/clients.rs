@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::helpers::{bytes, spawn_app, Backend, TestApp};
+use crate::helpers::{bytes, spawn_app, spawn_app_with, Backend, TestApp};
 use crate::on_every_backend;
 
 const CHUNK: usize = 256 * 1024;
@@ -113,7 +113,7 @@ on_every_backend!(tus_js_client_uploads_and_resumes_over_the_ietf_draft);
 /// the resumed PATCH met 423s past the client's retries.
 async fn tus_js_client_resumes_past_a_half_open_connection(backend: Backend) {
     for protocol in ["tus-v1", "ietf-draft-05"] {
-        let app = spawn_app(backend).await;
+        let app = spawn_app_with(backend, crate::sessions::patient_cuts).await;
         run_client_interrupted(&app, "node", "tus_js_client.mjs", protocol, Interruption::HalfOpen).await;
     }
 }

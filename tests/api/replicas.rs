@@ -10,9 +10,16 @@ use reqwest::Method;
 
 use crate::helpers::{bytes, hand_fed_body, header_u64, spawn_app_with, Backend, TestApp};
 
-/// Two nodes of one deployment, with the default session idle time.
+/// Two nodes of one deployment, with the default session idle time. A request waits up to
+/// 5 s for the other node to let an upload go (10-20 ms here when the machine is idle), not
+/// the tests' usual 500 ms: with the whole suite running on two cores, a hand-over once took
+/// longer than that.
 async fn two_nodes() -> (TestApp, TestApp) {
-    let a = spawn_app_with(Backend::S3, |s| s.server.node_id = "node-a".to_owned()).await;
+    let a = spawn_app_with(Backend::S3, |s| {
+        s.server.node_id = "node-a".to_owned();
+        s.uploads.lock_wait_ms = 5000;
+    })
+    .await;
     let b = a.spawn_node("node-b").await;
     (a, b)
 }

@@ -24,6 +24,12 @@ fn slow_patch(
     (tx, tokio::spawn(async move { request.send().await.expect("slow PATCH") }))
 }
 
+/// A request that cut another waits up to 5 s for its commit (at once, usually), not the
+/// tests' usual 500 ms: with the whole suite running on two cores, a commit can take longer.
+pub fn patient_cuts(settings: &mut hoist::config::Settings) {
+    settings.uploads.lock_wait_ms = 5000;
+}
+
 /// With `uploads.cut_abandoned_requests` off, a second PATCH waits behind the first.
 async fn concurrent_patches_never_interleave(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.uploads.cut_abandoned_requests = false).await;
@@ -53,7 +59,7 @@ on_every_backend!(concurrent_patches_never_interleave);
 /// offset; the PATCH from there lands at once. A PATCH sent without a HEAD cuts it too and
 /// then meets the offset the cut request committed.
 async fn a_resuming_tus_client_cuts_the_request_it_gave_up_on(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, patient_cuts).await;
     let data = bytes(300_000, 47);
     let url = app.create_upload(data.len() as u64).await;
     let (tx, lost) = slow_patch(&app, &url, 0, data.len() as u64);
@@ -87,7 +93,7 @@ on_every_backend!(a_resuming_tus_client_cuts_the_request_it_gave_up_on);
 /// Nor does an admin's.
 #[actix_rt::test]
 async fn terminations_cut_a_request_still_streaming() {
-    let app = spawn_app(Backend::Sqlite).await;
+    let app = spawn_app_with(Backend::Sqlite, patient_cuts).await;
     let url = app.create_upload(1000).await;
     let (tx, lost) = slow_patch(&app, &url, 0, 1000);
     tx.send(vec![7; 10]).await.unwrap();
