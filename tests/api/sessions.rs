@@ -238,12 +238,7 @@ async fn sessions_stop_within_4s(app: &TestApp) -> bool {
 }
 
 async fn an_idle_session_stops_and_is_rebuilt_from_the_database(backend: Backend) {
-    let app = spawn_app_with(backend, |s| {
-        s.uploads.session_idle_secs = 1;
-        // The abandoned job is a PATCH that gave up waiting behind another.
-        s.uploads.cut_abandoned_requests = false;
-    })
-    .await;
+    let app = spawn_app_with(backend, |s| s.uploads.session_idle_secs = 1).await;
     let url = app.create_upload(6).await;
     assert_eq!(app.patch(&url, 0, b"abc").await.status(), 204);
     assert_eq!(app.state.sessions.live_sessions(), 1);
