@@ -113,7 +113,7 @@ on_every_backend!(tus_js_client_uploads_and_resumes_over_the_ietf_draft);
 /// the resumed PATCH met 423s past the client's retries.
 async fn tus_js_client_resumes_past_a_half_open_connection(backend: Backend) {
     for protocol in ["tus-v1", "ietf-draft-05"] {
-        let app = spawn_app_with(backend, crate::sessions::patient_cuts).await;
+        let app = spawn_app_with(backend, crate::helpers::patient_cuts).await;
         run_client_interrupted(&app, "node", "tus_js_client.mjs", protocol, Interruption::HalfOpen).await;
     }
 }

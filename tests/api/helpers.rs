@@ -145,6 +145,12 @@ impl std::ops::Deref for TestApp {
     }
 }
 
+/// A request that cut another waits up to 5 s for its commit (at once, usually), not the
+/// tests' usual 500 ms: with the whole suite running on two cores, a commit can take longer.
+pub fn patient_cuts(settings: &mut Settings) {
+    settings.uploads.lock_wait_ms = 5000;
+}
+
 /// Test settings for a backend, with a fresh data directory (and database, and bucket).
 pub async fn test_settings(backend: Backend) -> (Settings, tempfile::TempDir, Option<PgTestDb>) {
     let mut settings = Settings::load(Path::new("config"), "test").expect("config/test.toml loads");

@@ -87,7 +87,7 @@ on_every_backend!(a_retry_while_the_first_runs_gets_409);
 /// may still hold half-open: the retry cuts it and gets its answer, which says how far it got,
 /// instead of 409 until the dead body idles out. The client goes on from there.
 async fn a_retried_append_cuts_the_first_try_and_replays_its_answer(backend: Backend) {
-    let app = spawn_app_with(backend, crate::sessions::patient_cuts).await;
+    let app = spawn_app_with(backend, crate::helpers::patient_cuts).await;
     let data = bytes(300_000, 48);
     let url = app.create_upload(data.len() as u64).await;
     let (tx, body) = hand_fed_body();

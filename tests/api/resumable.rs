@@ -399,7 +399,7 @@ async fn someone_elses_upload_is_not_found() {
 /// the request the server still holds: its HEAD cuts it and reports what it committed, and
 /// the append from there runs at once, as the draft recommends.
 async fn a_resuming_client_cuts_the_request_it_gave_up_on(backend: Backend) {
-    let app = spawn_app_with(backend, crate::sessions::patient_cuts).await;
+    let app = spawn_app_with(backend, crate::helpers::patient_cuts).await;
     let data = bytes(300_000, 46);
     let url = open_upload(&app, b"", Some(data.len())).await;
 
@@ -426,7 +426,7 @@ on_every_backend!(a_resuming_client_cuts_the_request_it_gave_up_on);
 /// is then checked against what the earlier one committed.
 #[actix_rt::test]
 async fn a_new_append_cuts_the_one_still_streaming() {
-    let app = spawn_app_with(Backend::Sqlite, crate::sessions::patient_cuts).await;
+    let app = spawn_app_with(Backend::Sqlite, crate::helpers::patient_cuts).await;
     let url = open_upload(&app, b"", None).await;
     let (tx, body) = hand_fed_body();
     let lost = tokio::spawn(append(&app, &url, 0, false, Vec::new()).header("Content-Length", "10").body(body).send());

@@ -6,7 +6,8 @@ use reqwest::Method;
 use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{
-    bytes, error_code, hand_fed_body, spawn_app, spawn_app_with, test_settings, Backend, TestApp, TestClient,
+    bytes, error_code, hand_fed_body, patient_cuts, spawn_app, spawn_app_with, test_settings, Backend, TestApp,
+    TestClient,
 };
 use crate::on_every_backend;
 use hoist::db::models::{UploadRow, UploadState};
@@ -22,12 +23,6 @@ fn slow_patch(
     let (tx, body) = hand_fed_body();
     let request = app.patch_request(url, offset, body).header("Content-Length", len.to_string());
     (tx, tokio::spawn(async move { request.send().await.expect("slow PATCH") }))
-}
-
-/// A request that cut another waits up to 5 s for its commit (at once, usually), not the
-/// tests' usual 500 ms: with the whole suite running on two cores, a commit can take longer.
-pub fn patient_cuts(settings: &mut hoist::config::Settings) {
-    settings.uploads.lock_wait_ms = 5000;
 }
 
 /// With `uploads.cut_abandoned_requests` off, a second PATCH waits behind the first.
