@@ -73,7 +73,8 @@ impl Metrics {
             Opts::new(
                 "hoist_lease_handovers_total",
                 "Requests here for an upload another node held, by whether it let the upload go within \
-                 uploads.lock_wait_ms (released) or not (timed_out: that node is gone or unreachable)",
+                 uploads.lock_wait_ms (released) or not (timed_out: that node is gone or unreachable), \
+                 or were not asked because it timed out in the last 10 s (skipped)",
             ),
             &["outcome"],
         )?;

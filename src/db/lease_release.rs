@@ -9,15 +9,24 @@ use diesel::{Connection, RunQueryDsl};
 
 use super::{DbConnection, DbError};
 
-/// The channel every node listens on; a notification's payload is an upload id.
+/// The channel every node listens on; a notification's payload is an upload id and the
+/// asking node's id, separated by a space.
 const CHANNEL: &str = "hoist_lease_release";
 
-/// Asks the nodes to let go of upload `id`'s lease (only its holder acts on it).
-pub fn request(conn: &mut DbConnection, id: &str) -> Result<(), DbError> {
+/// Node `asking` asks the others to let go of upload `id`'s lease (only its holder acts on
+/// it).
+pub fn request(conn: &mut DbConnection, id: &str, asking: &str) -> Result<(), DbError> {
     if let DbConnection::Postgres(pg) = conn {
-        diesel::sql_query("SELECT pg_notify($1, $2)").bind::<Text, _>(CHANNEL).bind::<Text, _>(id).execute(pg)?;
+        let payload = format!("{id} {asking}");
+        diesel::sql_query("SELECT pg_notify($1, $2)").bind::<Text, _>(CHANNEL).bind::<Text, _>(payload).execute(pg)?;
     }
     Ok(())
+}
+
+/// A request heard: the upload asked for, and the node that asked.
+pub struct ReleaseRequest {
+    pub upload: String,
+    pub asking: String,
 }
 
 /// A connection of its own that hears those requests.
@@ -33,13 +42,15 @@ impl ReleaseListener {
         Ok(ReleaseListener { conn })
     }
 
-    /// The upload ids asked for since the last call, without waiting.
-    pub fn received(&mut self) -> Result<Vec<String>, DbError> {
-        let mut ids = Vec::new();
+    /// The requests heard since the last call, without waiting.
+    pub fn received(&mut self) -> Result<Vec<ReleaseRequest>, DbError> {
+        let mut requests = Vec::new();
         for notification in self.conn.notifications_iter() {
-            ids.push(notification?.payload);
+            let payload = notification?.payload;
+            let (upload, asking) = payload.split_once(' ').unwrap_or((payload.as_str(), ""));
+            requests.push(ReleaseRequest { upload: upload.to_owned(), asking: asking.to_owned() });
         }
-        Ok(ids)
+        Ok(requests)
     }
 
     /// A round trip, so that a connection the server dropped shows as an error.

@@ -18,8 +18,17 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::store::{body_channel, BodyBudget, BodySender, Store};
 
-/// How often a request waiting for another node to let an upload's lease go looks again.
-const HAND_OVER_POLL: Duration = Duration::from_millis(10);
+/// How soon a request waiting for another node to let an upload's lease go looks again: at
+/// first (a live node lets go within a few of these), and at most, as the wait goes on (a
+/// node that does not answer costs each waiting request a dozen reads, not hundreds).
+const HAND_OVER_FIRST_POLL: Duration = Duration::from_millis(10);
+const HAND_OVER_LAST_POLL: Duration = Duration::from_millis(160);
+
+/// How long requests stop asking a node that let a hand-over time out: long enough that the
+/// requests for a dead node's uploads (its leases lapse after `uploads.lease_ttl_secs`) do
+/// not each wait `uploads.lock_wait_ms` first, short enough that a node that was only slow
+/// once is asked again soon.
+const SILENT_FOR: Duration = Duration::from_secs(10);
 
 /// What every session needs; shared by all of them.
 pub struct SessionDeps {
@@ -34,6 +43,9 @@ pub struct SessionDeps {
     /// Request-body bytes all uploads together may hold in memory.
     pub body_budget: Arc<BodyBudget>,
     sessions: Mutex<HashMap<UploadId, SessionEntry>>,
+    /// Nodes that let a hand-over time out, and until when requests stop asking them (see
+    /// [`SILENT_FOR`]).
+    silent_nodes: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// A live session and its jobs not yet finished (queued or running). Jobs are counted under
@@ -122,6 +134,7 @@ impl SessionRegistry {
             body_budget,
             in_flight: Pending::default(),
             sessions: Mutex::new(HashMap::new()),
+            silent_nodes: Mutex::new(HashMap::new()),
         });
         SessionRegistry { deps, arbiter }
     }
@@ -136,6 +149,11 @@ impl SessionRegistry {
 
     pub fn writes_in_flight(&self) -> usize {
         self.deps.in_flight.pending()
+    }
+
+    /// This process's node id (`server.node_id`, or the host name).
+    pub fn node_id(&self) -> &str {
+        &self.deps.node_id
     }
 
     pub fn live_sessions(&self) -> usize {
@@ -223,9 +241,9 @@ impl SessionRegistry {
                     self.deps.metrics.requests_cut.inc();
                     Some(entry.jobs.clone())
                 }
-                // Ours and idle: nothing to cut, and the lease is this node's.
-                Some(_) => return false,
-                None => None,
+                // Nothing streams here. The upload may still be leased elsewhere: a session
+                // here that found it so (423) stays until it idles out, without the lease.
+                Some(_) | None => None,
             }
         };
         let Some(jobs) = jobs else { return self.hand_over(id, row).await };
@@ -240,17 +258,21 @@ impl SessionRegistry {
     /// whose next request reached another replica met 423 until the holder's session idled
     /// out (`uploads.session_idle_secs`), after the dead request's body had (60 s each).
     async fn hand_over(&self, id: &UploadId, row: &UploadRow) -> bool {
-        if !self.leased_elsewhere(row) {
+        let (true, Some(holder)) = (self.leased_elsewhere(row), row.lease_owner.as_deref()) else { return false };
+        if self.is_silent(holder) {
+            self.deps.metrics.lease_handovers.with_label_values(&["skipped"]).inc();
             return false;
         }
-        let key = id.to_string();
-        if self.deps.repo.run(move |conn| lease_release::request(conn, &key)).await.is_err() {
+        let (key, node) = (id.to_string(), self.deps.node_id.clone());
+        if self.deps.repo.run(move |conn| lease_release::request(conn, &key, &node)).await.is_err() {
             return false;
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.deps.settings.uploads.lock_wait_ms);
         let mut outcome = "timed_out";
+        let mut pause = HAND_OVER_FIRST_POLL;
         while tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(HAND_OVER_POLL).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(HAND_OVER_LAST_POLL);
             let key = id.to_string();
             match self.deps.repo.read_by_key(move |conn| uploads::find(conn, &key)).await {
                 // Still held, or the database did not answer this time: look again.
@@ -263,7 +285,25 @@ impl SessionRegistry {
             }
         }
         self.deps.metrics.lease_handovers.with_label_values(&[outcome]).inc();
+        self.mark_silent(holder, outcome == "timed_out");
         true
+    }
+
+    fn is_silent(&self, node: &str) -> bool {
+        let Ok(silent) = self.deps.silent_nodes.lock() else { return false };
+        silent.get(node).is_some_and(|until| *until > std::time::Instant::now())
+    }
+
+    /// Remembers (for [`SILENT_FOR`]) or forgets that `node` let a hand-over time out.
+    fn mark_silent(&self, node: &str, silent: bool) {
+        let Ok(mut nodes) = self.deps.silent_nodes.lock() else { return };
+        let now = std::time::Instant::now();
+        nodes.retain(|_, until| *until > now);
+        if silent {
+            nodes.insert(node.to_owned(), now + SILENT_FOR);
+        } else {
+            nodes.remove(node);
+        }
     }
 
     fn leased_elsewhere(&self, row: &UploadRow) -> bool {

@@ -47,7 +47,18 @@ async fn listen(mut listener: ReleaseListener, sessions: &SessionRegistry) -> Db
     loop {
         tokio::time::sleep(POLL).await;
         match listener.received() {
-            Ok(ids) => ids.iter().filter_map(|id| UploadId::parse(id).ok()).for_each(|id| sessions.release(&id)),
+            Ok(requests) => {
+                for request in requests {
+                    // Every node hears its own requests too: by the time this one is read, the
+                    // asking request may have started the session that must keep the upload.
+                    if request.asking == sessions.node_id() {
+                        continue;
+                    }
+                    if let Ok(id) = UploadId::parse(&request.upload) {
+                        sessions.release(&id);
+                    }
+                }
+            }
             Err(err) => return err,
         }
         if checked.elapsed() >= CHECK {

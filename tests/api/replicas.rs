@@ -82,4 +82,42 @@ async fn the_holder_listens_on_database_listen_url() {
     assert_eq!(a.patch(&url_a, 0, b"abcde").await.status(), 204);
     assert_eq!(b.patch(&url_b, 5, b"fghij").await.status(), 423, "node a heard a request it cannot hear");
     assert_eq!(b.metric("hoist_lease_handovers_total{outcome=\"timed_out\"}").await, 1.0);
+    // Node a stays silent: the next requests for its uploads get their 423 without waiting for
+    // it again, so a dead node does not make each of them wait `uploads.lock_wait_ms`.
+    assert_eq!(b.tus(Method::HEAD, &url_b).send().await.unwrap().status(), 200);
+    assert_eq!(b.patch(&url_b, 5, b"fghij").await.status(), 423);
+    assert_eq!(b.metric("hoist_lease_handovers_total{outcome=\"skipped\"}").await, 2.0);
+    assert_eq!(b.metric("hoist_lease_handovers_total{outcome=\"timed_out\"}").await, 1.0);
+}
+
+/// Every node hears its own requests too, and by the time it reads one the request that sent
+/// it may have started the session that must keep the upload: a node lets an upload go only
+/// when another node asks. (A node that took its own request for another's stopped the
+/// session it had just started, and the next request, on either node, found no one to ask.)
+#[actix_rt::test]
+async fn a_node_lets_an_upload_go_only_when_another_asks() {
+    use diesel::{Connection, RunQueryDsl};
+    let (a, _b) = two_nodes().await;
+    let url = a.create_upload(10).await;
+    assert_eq!(a.patch(&url, 0, b"abcde").await.status(), 204);
+    let id = hoist::domain::UploadId::parse(url.rsplit('/').next().unwrap()).unwrap();
+    let mut db = diesel::PgConnection::establish(a.settings.database.url.expose()).expect("the test database");
+    let mut ask = |payload: String| {
+        diesel::sql_query(format!("SELECT pg_notify('hoist_lease_release', '{payload}')")).execute(&mut db).unwrap();
+    };
+
+    ask(format!("{id} node-a"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.state.sessions.is_live(&id), "node a let the upload go on its own request");
+
+    ask(format!("{id} node-b"));
+    let mut live = true;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        live = a.state.sessions.is_live(&id);
+        if !live {
+            break;
+        }
+    }
+    assert!(!live, "node a kept the upload node b asked for");
 }
