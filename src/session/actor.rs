@@ -101,22 +101,22 @@ impl UploadSession {
 
     /// Stops, giving the lease up, if another node asked for the upload and no job is left.
     fn stop_if_released(&mut self, ctx: &mut Context<Self>) {
-        if !self.release_asked || self.busy || !self.queue.is_empty() {
-            return;
-        }
-        // Not while a job is on its way: it would be dropped unstarted.
-        if self.deps.retire_if_idle(&self.id, &ctx.address()) {
-            ctx.stop();
+        if self.release_asked {
+            self.stop_unless_busy(ctx);
         }
     }
 
     fn stop_if_idle(&mut self, ctx: &mut Context<Self>) {
         let idle = Duration::from_secs(self.deps.settings.uploads.session_idle_secs);
-        if self.busy || !self.queue.is_empty() || self.last_active.elapsed() < idle {
-            return;
+        if self.last_active.elapsed() >= idle {
+            self.stop_unless_busy(ctx);
         }
-        // Not while a job is on its way: it would be dropped unstarted.
-        if self.deps.retire_if_idle(&self.id, &ctx.address()) {
+    }
+
+    /// Stops (releasing the lease) unless a job runs, is queued or is on its way: one on its
+    /// way would be dropped unstarted.
+    fn stop_unless_busy(&mut self, ctx: &mut Context<Self>) {
+        if !self.busy && self.queue.is_empty() && self.deps.retire_if_idle(&self.id, &ctx.address()) {
             ctx.stop();
         }
     }
